@@ -1,0 +1,106 @@
+"""The single exception tree of fastapi_authgate.
+
+Domain code raises these; only :mod:`fastapi_authgate.responses` turns them into HTTP (status,
+``WWW-Authenticate``, ``Retry-After``) or a WebSocket close code. Every class carries a short
+RFC 6750-style ``error`` code and a ``description`` that is safe to send to a client: it never
+echoes attacker input (no ``kid``, no token text).
+
+::
+
+    AuthGateError
+    ├── AuthenticationError         401  invalid_token
+    │   └── NotAuthenticatedError   401  not_authenticated (no credential at all, RFC 6750 3.1)
+    ├── AuthorizationError          403  insufficient_scope
+    ├── RateLimitExceeded           429  rate_limited (carries retry_after)
+    ├── ProviderError               503  provider_unavailable (wraps the cause, carries retry_after)
+    └── ConfigurationError          raised at startup only, never per request
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+__all__ = [
+    "AuthGateError",
+    "AuthenticationError",
+    "AuthorizationError",
+    "ConfigurationError",
+    "NotAuthenticatedError",
+    "ProviderError",
+    "RateLimitExceeded",
+]
+
+
+class AuthGateError(Exception):
+    """Root of every error this package raises on purpose."""
+
+    error: str = "authgate_error"
+    default_description: str = "Authentication gate error"
+
+    def __init__(self, description: str | None = None) -> None:
+        self.description = description or self.default_description
+        super().__init__(self.description)
+
+
+class AuthenticationError(AuthGateError):
+    """A credential was presented but is malformed, forged, expired, revoked or not for us."""
+
+    error = "invalid_token"
+    default_description = "The access token is invalid"
+
+
+class NotAuthenticatedError(AuthenticationError):
+    """No credential was presented at all."""
+
+    error = "not_authenticated"
+    default_description = "Not authenticated"
+
+
+class AuthorizationError(AuthGateError):
+    """The identity is valid but lacks a required scope or product access."""
+
+    error = "insufficient_scope"
+    default_description = "The request requires higher privileges than provided"
+
+    def __init__(self, description: str | None = None, *, required: Iterable[str] = ()) -> None:
+        super().__init__(description)
+        self.required: tuple[str, ...] = tuple(required)
+
+
+class RateLimitExceeded(AuthGateError):
+    """A rate-limit rule refused the request; ``retry_after`` is in whole seconds (>= 1)."""
+
+    error = "rate_limited"
+    default_description = "Too many requests"
+
+    def __init__(
+        self,
+        description: str | None = None,
+        *,
+        retry_after: float = 1,
+        headers: dict[str, str] | None = None,
+    ) -> None:
+        super().__init__(description)
+        self.retry_after = max(1, int(-(-retry_after // 1)))
+        self.headers: dict[str, str] = dict(headers or {})
+
+
+class ProviderError(AuthGateError):
+    """The identity provider or a store is down, slow, misconfigured or answered garbage.
+
+    Raise it ``from`` the underlying exception so the cause stays in the traceback.
+    """
+
+    error = "provider_unavailable"
+    default_description = "The identity provider is unavailable"
+
+    def __init__(self, description: str | None = None, *, retry_after: float = 5) -> None:
+        super().__init__(description)
+        self.retry_after = max(1, int(-(-retry_after // 1)))
+
+
+class ConfigurationError(AuthGateError):
+    """Our own setup is wrong; raised when the gate is built, never while serving a request."""
+
+    error = "configuration_error"
+    default_description = "fastapi_authgate is misconfigured"

@@ -1,0 +1,55 @@
+"""Every plug point of fastapi_authgate, as small structural protocols.
+
+Users never inherit from anything here: any object with the right methods fits. Lifecycle hooks
+(``startup``/``aclose``) are optional and discovered by the gate with ``getattr``, so a verifier that
+holds no resources needs only ``verify``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import Protocol
+
+from starlette.requests import HTTPConnection
+
+from fastapi_authgate.context import AuthContext, Credentials, Decision
+
+__all__ = ["Clock", "EventSink", "KeyFunc", "RateLimitStore", "Verifier"]
+
+Clock = Callable[[], float]
+"""Returns the current UNIX time in seconds; injected so tests never sleep."""
+
+KeyFunc = Callable[[HTTPConnection, AuthContext | None], str | Awaitable[str]]
+"""Builds a rate-limit key from a connection and the (optional) verified identity."""
+
+
+class Verifier(Protocol):
+    """Turns raw credentials into a verified identity.
+
+    ``verify`` returns ``None`` when it does not recognise the credential at all (so a chain can ask
+    the next verifier), returns an :class:`AuthContext` when the credential is valid, and raises
+    :class:`~fastapi_authgate.errors.AuthenticationError` when it recognises the credential but the
+    credential is bad, or :class:`~fastapi_authgate.errors.ProviderError` when it cannot decide.
+    """
+
+    provider: str
+
+    async def verify(self, credentials: Credentials) -> AuthContext | None: ...
+
+
+class RateLimitStore(Protocol):
+    """Counts for the limiter: one atomic GCRA step per call.
+
+    ``cost`` 0 asks without charging (used by failure-only rules before the response is known).
+    Raises :class:`~fastapi_authgate.errors.ProviderError` when the store cannot answer.
+    """
+
+    async def hit(self, key: str, *, limit: int, period: float, cost: int = 1) -> Decision: ...
+
+    async def aclose(self) -> None: ...
+
+
+class EventSink(Protocol):
+    """Receives batches of activity events (API requests, login attempts) from the reporter."""
+
+    async def send(self, events: list[dict[str, object]]) -> None: ...

@@ -1,0 +1,119 @@
+"""``AuthGateSettings``: every ``AUTHGATE_*`` environment variable, as data only.
+
+Lists accept either a comma list (``RS256,ES256``) or a JSON list (``["RS256","ES256"]``). Secrets
+are ``SecretStr`` so they never show in a ``repr`` or a log. Values are validated here when they can
+be judged alone; :class:`~fastapi_authgate.gate.AuthGate` checks how they fit together and raises
+``ConfigurationError`` naming the variable.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+__all__ = [
+    "AuthGateSettings",
+    "InaiSettings",
+    "QyzarSettings",
+    "TiunSettings",
+    "ToriiSettings",
+    "MAX_LEEWAY_SECONDS",
+]
+
+MAX_LEEWAY_SECONDS = 300
+"""Upper bound on clock-skew leeway: more would let expired tokens live on for minutes."""
+
+ProviderName = Literal["dev", "jwks", "qyzar", "torii", "tiun", "inai"]
+
+
+def split_list(value: Any) -> Any:
+    """Accept a JSON list or a comma list for list-valued variables."""
+    if isinstance(value, str):
+        text = value.strip()
+        if not text:
+            return []
+        if text.startswith("["):
+            return json.loads(text)
+        return [part.strip() for part in text.split(",") if part.strip()]
+    return value
+
+
+class QyzarSettings(BaseModel):
+    """``AUTHGATE_QYZAR__*``."""
+
+    api_url: str | None = None
+    project_id: str | None = None
+    project_secret: SecretStr | None = None
+
+
+class ToriiSettings(BaseModel):
+    """``AUTHGATE_TORII__*``."""
+
+    issuer: str | None = None
+    secret_key: SecretStr | None = None
+    api_url: str | None = None
+
+
+class TiunSettings(BaseModel):
+    """``AUTHGATE_TIUN__*``."""
+
+    api_key: SecretStr | None = None
+    environment: Literal["live", "sandbox"] = "sandbox"
+    api_url: str | None = None
+
+
+class InaiSettings(BaseModel):
+    """``AUTHGATE_INAI__*``."""
+
+    publishable_key: str | None = None
+    api_url: str | None = None
+    jwks_url: str | None = None
+
+
+class AuthGateSettings(BaseSettings):
+    """Settings read from ``AUTHGATE_*`` variables (nested with ``__``)."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="AUTHGATE_",
+        env_nested_delimiter="__",
+        extra="ignore",
+        case_sensitive=False,
+    )
+
+    provider: ProviderName = "dev"
+    jwks_url: str | None = None
+    issuer: str | None = None
+    audience: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    algorithms: Annotated[list[str], NoDecode] = Field(default_factory=lambda: ["RS256", "ES256"])
+    leeway_seconds: float = Field(default=30, ge=0, le=MAX_LEEWAY_SECONDS)
+    realm: str = "api"
+    session_cookie: str = "authgate_session"
+    max_token_bytes: int = Field(default=8192, ge=256, le=65536)
+    token_cache_size: int = Field(default=10_000, ge=0)
+    jwks_cache_seconds: float = Field(default=300, ge=0)
+    jwks_refetch_cooldown_seconds: float = Field(default=30, ge=0)
+    jwks_timeout_seconds: float = Field(default=5, gt=0, le=60)
+
+    redis_url: SecretStr | None = None
+    trusted_proxies: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    rate_limit_failure_mode: Literal["open", "closed"] = "open"
+    rate_limit_store_timeout_seconds: float = Field(default=0.05, gt=0, le=10)
+
+    qyzar: QyzarSettings = Field(default_factory=QyzarSettings)
+    torii: ToriiSettings = Field(default_factory=ToriiSettings)
+    tiun: TiunSettings = Field(default_factory=TiunSettings)
+    inai: InaiSettings = Field(default_factory=InaiSettings)
+
+    _split_lists = field_validator("audience", "algorithms", "trusted_proxies", mode="before")(
+        split_list
+    )
+
+    @field_validator("realm")
+    @classmethod
+    def _realm_is_quotable(cls, value: str) -> str:
+        if not value or any(ch in value for ch in '"\\\r\n') or not value.isprintable():
+            raise ValueError("realm must be printable text without quotes or backslashes")
+        return value
