@@ -1,3 +1,61 @@
-"""fastapi_authgate: identity checks, rate limits and activity reporting in front of FastAPI routes."""
+"""fastapi_authgate: identity checks, rate limits and activity reporting in front of FastAPI routes.
+
+The public API is what ``__all__`` lists; modules whose names start with ``_`` are internal.
+Optional extras (``redis``) are imported lazily by the modules that need them, never from here.
+"""
+
+from fastapi_authgate.context import AuthContext, Credentials, Decision, User
+from fastapi_authgate.dependencies import (
+    AuthDependency,
+    optional_user,
+    rate_limited,
+    require_session,
+    require_user,
+)
+from fastapi_authgate.errors import (
+    AuthenticationError,
+    AuthGateError,
+    AuthorizationError,
+    ConfigurationError,
+    NotAuthenticatedError,
+    ProviderError,
+    RateLimitExceeded,
+)
+from fastapi_authgate.gate import AuthGate
+from fastapi_authgate.middleware import AuthGateMiddleware
+from fastapi_authgate.protocols import Clock, EventSink, KeyFunc, RateLimitStore, Verifier
+from fastapi_authgate.settings import AuthGateSettings
+from fastapi_authgate.verifiers.chain import ChainVerifier
+from fastapi_authgate.verifiers.jwks import JWKSVerifier
 
 __version__ = "0.1.0"
+
+__all__ = [
+    "AuthContext",
+    "AuthDependency",
+    "AuthGate",
+    "AuthGateError",
+    "AuthGateMiddleware",
+    "AuthGateSettings",
+    "AuthenticationError",
+    "AuthorizationError",
+    "ChainVerifier",
+    "Clock",
+    "ConfigurationError",
+    "Credentials",
+    "Decision",
+    "EventSink",
+    "JWKSVerifier",
+    "KeyFunc",
+    "NotAuthenticatedError",
+    "ProviderError",
+    "RateLimitExceeded",
+    "RateLimitStore",
+    "User",
+    "Verifier",
+    "__version__",
+    "optional_user",
+    "rate_limited",
+    "require_session",
+    "require_user",
+]

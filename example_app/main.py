@@ -1,0 +1,85 @@
+"""The example app: ``uvicorn example_app.main:app`` (or ``scripts/run``) runs it with no account.
+
+With ``AUTHGATE_PROVIDER`` unset (or ``dev``) it mounts the development issuer: a sign-in page at
+``/``, ``POST /dev/token``, ``POST /dev/logout`` and the issuer's JWKS and discovery documents.
+With ``AUTHGATE_PROVIDER`` naming a real provider it trusts that provider instead and refuses to
+mount those routes, since they let anyone sign in as anyone.
+
+``EXAMPLE_RATE_LIMIT`` sets the rule of ``/api/limited`` (default ``5/minute``).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from fastapi import Depends, FastAPI, Security
+
+from fastapi_authgate import AuthContext, AuthGate, rate_limited, require_session, require_user
+from fastapi_authgate.testing import dev_issuer_router
+
+__all__ = ["app", "create_app"]
+
+SIGN_IN_PAGE = Path(__file__).with_name("static") / "index.html"
+
+
+def describe(auth: AuthContext) -> dict[str, object]:
+    """The body every ``/api`` route answers with."""
+    return {
+        "subject": auth.subject,
+        "scopes": sorted(auth.scopes),
+        "provider": auth.provider,
+        "session_id": auth.session_id,
+    }
+
+
+def create_app(gate: AuthGate | None = None) -> FastAPI:
+    """Build the example app; the gate comes from ``AUTHGATE_*`` variables unless given."""
+    gate = gate if gate is not None else AuthGate.from_settings()
+    app = FastAPI(
+        title="fastapi_authgate example",
+        description="Sign in at `/` (development issuer), then try the routes here with "
+        "the Authorize button.",
+    )
+    gate.install(app)
+
+    # Belt and braces: even a gate that carries a DevIssuer gets no sign-in routes when the
+    # environment names a real provider, because those routes let anyone sign in as anyone.
+    wants_dev = os.environ.get("AUTHGATE_PROVIDER", "dev").strip().lower() in ("", "dev")
+    if gate.dev_issuer is not None and wants_dev:
+        app.include_router(
+            dev_issuer_router(
+                gate.dev_issuer,
+                cookie_name=gate.session_cookie,
+                sign_in_page=SIGN_IN_PAGE.read_text(encoding="utf-8"),
+            )
+        )
+
+    @app.get("/healthz")
+    async def healthz() -> dict[str, str]:
+        return {"status": "ok"}
+
+    @app.get("/api/me")
+    async def me(auth: AuthContext = Depends(require_user)) -> dict[str, object]:
+        return describe(auth)
+
+    @app.get("/api/session")
+    async def session(auth: AuthContext = Depends(require_session)) -> dict[str, object]:
+        return describe(auth)
+
+    @app.get("/api/admin")
+    async def admin(
+        auth: AuthContext = Security(require_user, scopes=["admin"]),
+    ) -> dict[str, object]:
+        return describe(auth)
+
+    limit = os.environ.get("EXAMPLE_RATE_LIMIT", "5/minute")
+
+    @app.get("/api/limited", dependencies=[Depends(rate_limited(limit, key="ip"))])
+    async def limited() -> dict[str, bool]:
+        return {"ok": True}
+
+    return app
+
+
+app = create_app()

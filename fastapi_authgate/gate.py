@@ -1,0 +1,257 @@
+"""``AuthGate``: the composition root that builds verifier, limiter and client-IP resolver.
+
+Everything is validated here, when the gate is built, so a misconfiguration raises
+:class:`ConfigurationError` at startup and never surfaces as a per-request failure. The gate holds
+no per-request state; routes reach it through ``request.app.state.authgate`` (set by
+:meth:`AuthGate.install`).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
+from contextlib import asynccontextmanager
+from typing import TYPE_CHECKING, Any
+
+from pydantic import ValidationError
+from starlette.requests import HTTPConnection, Request
+from starlette.responses import Response
+
+from fastapi_authgate.client_ip import ClientIPResolver
+from fastapi_authgate.context import AuthContext
+from fastapi_authgate.credentials import read_credentials
+from fastapi_authgate.errors import AuthenticationError, AuthGateError, ConfigurationError
+from fastapi_authgate.protocols import Verifier
+from fastapi_authgate.ratelimit.limiter import RateLimiter
+from fastapi_authgate.responses import error_response
+from fastapi_authgate.settings import AuthGateSettings
+from fastapi_authgate.verifiers.chain import ChainVerifier
+
+if TYPE_CHECKING:
+    from starlette.applications import Starlette
+
+    from fastapi_authgate.providers.dev import DevIssuer
+
+__all__ = ["AuthGate", "BEARER_SCHEME_NAME", "COOKIE_SCHEME_NAME", "STATE_KEY"]
+
+logger = logging.getLogger(__name__)
+
+STATE_KEY = "authgate"
+BEARER_SCHEME_NAME = "BearerAuth"
+COOKIE_SCHEME_NAME = "SessionCookie"
+
+
+class AuthGate:
+    """Holds the verifier, the limiter and the client-IP resolver for one application."""
+
+    def __init__(
+        self,
+        verifier: Verifier | Sequence[Verifier],
+        *,
+        realm: str = "api",
+        limiter: RateLimiter | None = None,
+        trusted_proxies: Iterable[str] = (),
+        session_cookie: str = "authgate_session",
+        dev_issuer: DevIssuer | None = None,
+    ) -> None:
+        if isinstance(verifier, Sequence):
+            verifier = ChainVerifier(verifier)
+        if not callable(getattr(verifier, "verify", None)):
+            raise ConfigurationError("AuthGate(verifier=...) needs an object with a verify() method")
+        if not realm or any(ch in realm for ch in '"\\\r\n'):
+            raise ConfigurationError("realm must be non-empty text without quotes (AUTHGATE_REALM)")
+        self.verifier: Verifier = verifier
+        self.realm = realm
+        self.limiter = limiter if limiter is not None else RateLimiter()
+        self.client_ip = ClientIPResolver(trusted_proxies)
+        self.session_cookie = session_cookie
+        self.dev_issuer = dev_issuer
+
+    @classmethod
+    def from_settings(cls, settings: AuthGateSettings | None = None) -> AuthGate:
+        """Build a gate from ``AUTHGATE_*`` variables; bad values name the variable."""
+        if settings is None:
+            try:
+                settings = AuthGateSettings()
+            except ValidationError as exc:
+                raise ConfigurationError(_describe_settings_error(exc)) from None
+        dev_issuer: DevIssuer | None = None
+        verifier: Verifier
+        if settings.provider == "dev":
+            from fastapi_authgate.providers.dev import DevIssuer
+
+            dev_issuer = DevIssuer(audience=settings.audience[0] if settings.audience else None)
+            verifier = dev_issuer.verifier(
+                leeway=settings.leeway_seconds, session_cookie=settings.session_cookie
+            )
+        elif settings.provider == "jwks":
+            verifier = _jwks_verifier_from_settings(settings)
+        else:
+            raise ConfigurationError(
+                f"AUTHGATE_PROVIDER={settings.provider} is not supported by this version yet; "
+                "use 'dev' or 'jwks'"
+            )
+        return cls(
+            verifier,
+            realm=settings.realm,
+            limiter=RateLimiter.from_settings(settings),
+            trusted_proxies=settings.trusted_proxies,
+            session_cookie=settings.session_cookie,
+            dev_issuer=dev_issuer,
+        )
+
+    @staticmethod
+    def of(conn: HTTPConnection) -> AuthGate:
+        """The gate installed on the connection's application."""
+        gate = getattr(conn.scope["app"].state, STATE_KEY, None)
+        if gate is None:
+            raise ConfigurationError(
+                "no AuthGate is installed on this app: call gate.install(app) at startup"
+            )
+        return gate  # type: ignore[no-any-return]
+
+    async def authenticate(self, conn: HTTPConnection) -> AuthContext | None:
+        """The verified identity of ``conn``, ``None`` when it carries no credential.
+
+        A context already verified for this connection (by the middleware or another dependency)
+        is reused, so stacking guards costs one verification.
+        """
+        scope = conn.scope
+        state = scope.get("state")
+        if state is not None:
+            known = state.get("auth")
+            if known is not None:
+                return known  # type: ignore[no-any-return]
+        credentials = read_credentials(conn)
+        if credentials is None:
+            return None
+        context = await self.verifier.verify(credentials)
+        if context is None:
+            if credentials.bearer is not None or credentials.api_key is not None:
+                raise AuthenticationError("The credential was not recognised")
+            return None
+        if state is None:
+            scope["state"] = {"auth": context}
+        else:
+            state["auth"] = context
+        scope["auth"] = context
+        return context
+
+    async def startup(self) -> None:
+        hook = getattr(self.verifier, "startup", None)
+        if hook is not None:
+            await hook()
+
+    async def aclose(self) -> None:
+        """Close clients and flush workers; safe to call twice."""
+        hook = getattr(self.verifier, "aclose", None)
+        if hook is not None:
+            await hook()
+        await self.limiter.aclose()
+
+    @asynccontextmanager
+    async def lifespan(self) -> AsyncIterator[None]:
+        await self.startup()
+        try:
+            yield
+        finally:
+            await self.aclose()
+
+    def install(self, app: Starlette) -> None:
+        """Attach the gate: app state, exception handler, lifespan, response hooks, OpenAPI."""
+        setattr(app.state, STATE_KEY, self)
+        app.add_exception_handler(AuthGateError, self._handle_error)
+        _wrap_lifespan(app, self.lifespan)
+        from fastapi_authgate._rate_dependency import ResponseHooksMiddleware
+
+        app.add_middleware(ResponseHooksMiddleware)
+        openapi = getattr(app, "openapi", None)
+        if callable(openapi):
+            setattr(app, "openapi", _with_cookie_scheme(app, openapi, self.session_cookie))  # noqa: B010
+
+    async def _handle_error(self, request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, AuthGateError)
+        return error_response(exc, realm=self.realm)
+
+
+def _wrap_lifespan(app: Starlette, gate_lifespan: Callable[[], Any]) -> None:
+    original = app.router.lifespan_context
+
+    @asynccontextmanager
+    async def lifespan(inner_app: Any) -> AsyncIterator[Any]:
+        async with gate_lifespan(), original(inner_app) as state:
+            yield state
+
+    app.router.lifespan_context = lifespan
+
+
+def _with_cookie_scheme(
+    app: Any, original: Callable[[], dict[str, Any]], cookie_name: str
+) -> Callable[[], dict[str, Any]]:
+    """Add the session-cookie scheme next to the bearer scheme in the OpenAPI document.
+
+    The guards are single dependencies on purpose (a sub-dependency per scheme would double
+    FastAPI's per-request solving cost), so FastAPI only sees the bearer scheme; every operation
+    that requires it is offered the cookie as an alternative here, once, when the schema is built.
+    """
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema:
+            return app.openapi_schema  # type: ignore[no-any-return]
+        schema = original()
+        components = schema.setdefault("components", {}).setdefault("securitySchemes", {})
+        if BEARER_SCHEME_NAME not in components:
+            return schema
+        components[COOKIE_SCHEME_NAME] = {
+            "type": "apiKey",
+            "in": "cookie",
+            "name": cookie_name,
+            "description": "Session cookie set by the identity provider's sign-in",
+        }
+        for path_item in schema.get("paths", {}).values():
+            for operation in path_item.values():
+                if not isinstance(operation, Mapping):
+                    continue
+                security = operation.get("security")
+                if not isinstance(security, list):
+                    continue
+                extra = [
+                    {COOKIE_SCHEME_NAME: requirement[BEARER_SCHEME_NAME]}
+                    for requirement in security
+                    if BEARER_SCHEME_NAME in requirement
+                ]
+                security.extend(item for item in extra if item not in security)
+        return schema
+
+    return openapi
+
+
+def _jwks_verifier_from_settings(settings: AuthGateSettings) -> Verifier:
+    from fastapi_authgate.verifiers.jwks import JWKSVerifier
+
+    if not settings.jwks_url and not settings.issuer:
+        raise ConfigurationError(
+            "AUTHGATE_PROVIDER=jwks needs AUTHGATE_JWKS_URL or AUTHGATE_ISSUER (for OIDC discovery)"
+        )
+    return JWKSVerifier(
+        jwks_url=settings.jwks_url,
+        issuer=settings.issuer,
+        discovery=settings.jwks_url is None,
+        audience=settings.audience or None,
+        algorithms=settings.algorithms,
+        leeway=settings.leeway_seconds,
+        session_cookie=settings.session_cookie,
+        token_cache_size=settings.token_cache_size,
+        max_token_bytes=settings.max_token_bytes,
+        cache_ttl=settings.jwks_cache_seconds,
+        refetch_cooldown=settings.jwks_refetch_cooldown_seconds,
+        fetch_deadline=settings.jwks_timeout_seconds,
+    )
+
+
+def _describe_settings_error(exc: ValidationError) -> str:
+    problems = []
+    for error in exc.errors():
+        variable = "AUTHGATE_" + "__".join(str(part).upper() for part in error["loc"])
+        problems.append(f"{variable}: {error['msg']}")
+    return "invalid settings: " + "; ".join(problems)

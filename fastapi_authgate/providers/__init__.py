@@ -1,0 +1,1 @@
+"""Identity providers: one module per provider, each fixing its wire format in its docstring."""

@@ -1,0 +1,119 @@
+"""The one place where errors become HTTP responses or WebSocket close codes.
+
+=====================  ======  ==================================================================
+error                  status  headers
+=====================  ======  ==================================================================
+NotAuthenticatedError  401     ``WWW-Authenticate: Bearer realm="api"`` (no error code, RFC 6750 3.1)
+AuthenticationError    401     ``WWW-Authenticate: Bearer realm=..., error="invalid_token", ...``
+AuthorizationError     403     ``WWW-Authenticate: Bearer ..., error="insufficient_scope", scope=...``
+RateLimitExceeded      429     ``Retry-After`` plus the rate-limit headers the limiter computed
+ProviderError          503     ``Retry-After``
+anything else          500     never produced for client input; only a bug gets here
+=====================  ======  ==================================================================
+
+Bodies are ``{"detail": <description>, "error": <code>}``. Descriptions are fixed texts chosen by
+the raiser, so nothing a client sent is echoed; this module still strips quotes and control
+characters before putting them in a header, because a header is no place to trust anyone.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Final
+
+from starlette.responses import Response
+from starlette.status import WS_1008_POLICY_VIOLATION, WS_1013_TRY_AGAIN_LATER
+
+from fastapi_authgate.errors import (
+    AuthenticationError,
+    AuthGateError,
+    AuthorizationError,
+    NotAuthenticatedError,
+    ProviderError,
+    RateLimitExceeded,
+)
+
+__all__ = ["bearer_challenge", "error_response", "status_for", "websocket_close"]
+
+_SCOPE_TOKEN_SAFE: Final = frozenset(
+    "!#$%&'()*+,-./0123456789:;<=>?@ABCDEFGHIJKLMNOPQRSTUVWXYZ[]^_`abcdefghijklmnopqrstuvwxyz{|}~"
+)
+
+
+def _header_text(text: str) -> str:
+    """Printable ASCII without quotes or backslashes (RFC 6750 error_description charset)."""
+    return "".join(ch for ch in text if " " <= ch <= "~" and ch not in '"\\')
+
+
+def bearer_challenge(
+    realm: str,
+    *,
+    error: str | None = None,
+    description: str | None = None,
+    scopes: tuple[str, ...] = (),
+) -> str:
+    """Build an RFC 6750 ``WWW-Authenticate`` value."""
+    parts = [f'Bearer realm="{_header_text(realm)}"']
+    if error:
+        parts.append(f'error="{error}"')
+        if description:
+            parts.append(f'error_description="{_header_text(description)}"')
+    if scopes:
+        safe = " ".join(s for s in scopes if s and set(s) <= _SCOPE_TOKEN_SAFE and '"' not in s)
+        parts.append(f'scope="{safe}"')
+    return ", ".join(parts)
+
+
+def status_for(exc: AuthGateError) -> int:
+    """The HTTP status of an error; the only mapping in the package."""
+    if isinstance(exc, AuthenticationError):
+        return 401
+    if isinstance(exc, AuthorizationError):
+        return 403
+    if isinstance(exc, RateLimitExceeded):
+        return 429
+    if isinstance(exc, ProviderError):
+        return 503
+    return 500
+
+
+def _headers_for(exc: AuthGateError, realm: str) -> dict[str, str]:
+    if isinstance(exc, NotAuthenticatedError):
+        return {"WWW-Authenticate": bearer_challenge(realm)}
+    if isinstance(exc, AuthenticationError):
+        return {
+            "WWW-Authenticate": bearer_challenge(
+                realm, error=exc.error, description=exc.description
+            )
+        }
+    if isinstance(exc, AuthorizationError):
+        return {
+            "WWW-Authenticate": bearer_challenge(
+                realm, error=exc.error, description=exc.description, scopes=exc.required
+            )
+        }
+    if isinstance(exc, RateLimitExceeded):
+        headers = dict(exc.headers)
+        headers["Retry-After"] = str(exc.retry_after)
+        return headers
+    if isinstance(exc, ProviderError):
+        return {"Retry-After": str(exc.retry_after)}
+    return {}
+
+
+def error_response(exc: AuthGateError, *, realm: str) -> Response:
+    """The HTTP response for ``exc``: status, challenge or Retry-After, JSON body."""
+    body = json.dumps({"detail": exc.description, "error": exc.error}).encode()
+    return Response(
+        body,
+        status_code=status_for(exc),
+        headers=_headers_for(exc, realm),
+        media_type="application/json",
+    )
+
+
+def websocket_close(exc: AuthGateError) -> tuple[int, str]:
+    """Close code and reason for a refused WebSocket: 1013 when retrying later can help."""
+    if isinstance(exc, RateLimitExceeded | ProviderError):
+        return WS_1013_TRY_AGAIN_LATER, exc.error
+    return WS_1008_POLICY_VIOLATION, exc.error

@@ -1,0 +1,47 @@
+"""A verifier made of verifiers: the first one that recognises the credential gives the answer.
+
+"Recognises" means it returned something other than ``None``. A verifier that recognises the
+credential and finds it bad raises, and that answer is final: the chain never falls through to a
+more lenient verifier after a forged or expired token, which would turn "first match" into "any
+match" and let the weakest verifier decide.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from fastapi_authgate.context import AuthContext, Credentials
+from fastapi_authgate.errors import ConfigurationError
+from fastapi_authgate.protocols import Verifier
+
+__all__ = ["ChainVerifier"]
+
+
+class ChainVerifier:
+    """Asks each verifier in order; answers with the first that recognises the credential."""
+
+    provider = "chain"
+
+    def __init__(self, verifiers: Iterable[Verifier]) -> None:
+        self.verifiers: tuple[Verifier, ...] = tuple(verifiers)
+        if not self.verifiers:
+            raise ConfigurationError("ChainVerifier needs at least one verifier")
+
+    async def verify(self, credentials: Credentials) -> AuthContext | None:
+        for verifier in self.verifiers:
+            context = await verifier.verify(credentials)
+            if context is not None:
+                return context
+        return None
+
+    async def startup(self) -> None:
+        for verifier in self.verifiers:
+            hook = getattr(verifier, "startup", None)
+            if hook is not None:
+                await hook()
+
+    async def aclose(self) -> None:
+        for verifier in self.verifiers:
+            hook = getattr(verifier, "aclose", None)
+            if hook is not None:
+                await hook()

@@ -1,0 +1,118 @@
+"""AuthGate: building from settings, failing fast on misconfiguration, lifespan."""
+
+from __future__ import annotations
+
+import pytest
+from fastapi import FastAPI
+from fastapi.testclient import TestClient
+
+from fastapi_authgate import AuthGate, AuthGateSettings, ConfigurationError
+from tests.test_dependencies import TableVerifier
+
+
+def test_default_settings_build_the_development_issuer() -> None:
+    gate = AuthGate.from_settings()
+    assert gate.dev_issuer is not None
+    assert gate.realm == "api"
+
+
+@pytest.mark.parametrize(
+    ("variable", "value", "named"),
+    [
+        ("AUTHGATE_LEEWAY_SECONDS", "301", "AUTHGATE_LEEWAY_SECONDS"),
+        ("AUTHGATE_LEEWAY_SECONDS", "soon", "AUTHGATE_LEEWAY_SECONDS"),
+        ("AUTHGATE_PROVIDER", "okta", "AUTHGATE_PROVIDER"),
+        ("AUTHGATE_RATE_LIMIT_FAILURE_MODE", "maybe", "AUTHGATE_RATE_LIMIT_FAILURE_MODE"),
+        ("AUTHGATE_REALM", 'a"b', "AUTHGATE_REALM"),
+        ("AUTHGATE_TIUN__ENVIRONMENT", "prod", "AUTHGATE_TIUN__ENVIRONMENT"),
+    ],
+)
+def test_bad_settings_name_the_variable(
+    monkeypatch: pytest.MonkeyPatch, variable: str, value: str, named: str
+) -> None:
+    monkeypatch.setenv(variable, value)
+    with pytest.raises(ConfigurationError) as info:
+        AuthGate.from_settings()
+    assert named in str(info.value)
+
+
+def test_jwks_provider_needs_a_url_or_issuer(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("AUTHGATE_PROVIDER", "jwks")
+    with pytest.raises(ConfigurationError, match="AUTHGATE_JWKS_URL"):
+        AuthGate.from_settings()
+
+
+def test_jwks_provider_from_settings(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("AUTHGATE_PROVIDER", "jwks")
+    monkeypatch.setenv("AUTHGATE_JWKS_URL", "http://127.0.0.1:9/jwks.json")
+    monkeypatch.setenv("AUTHGATE_ISSUER", "http://127.0.0.1:9")
+    monkeypatch.setenv("AUTHGATE_ALGORITHMS", '["ES256"]')
+    gate = AuthGate.from_settings()
+    assert gate.verifier.provider == "jwks"
+    assert gate.dev_issuer is None
+
+
+@pytest.mark.parametrize("provider", ["qyzar", "torii", "tiun", "inai"])
+def test_providers_not_yet_supported_fail_at_startup(
+    monkeypatch: pytest.MonkeyPatch, provider: str
+) -> None:
+    monkeypatch.setenv("AUTHGATE_PROVIDER", provider)
+    with pytest.raises(ConfigurationError, match=f"AUTHGATE_PROVIDER={provider}"):
+        AuthGate.from_settings()
+
+
+def test_settings_parse_lists_both_ways(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("AUTHGATE_ALGORITHMS", "RS256, ES256")
+    monkeypatch.setenv("AUTHGATE_TRUSTED_PROXIES", '["10.0.0.1", "192.168.0.0/16"]')
+    settings = AuthGateSettings()
+    assert settings.algorithms == ["RS256", "ES256"]
+    assert settings.trusted_proxies == ["10.0.0.1", "192.168.0.0/16"]
+
+
+def test_secrets_do_not_show_in_repr(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("AUTHGATE_QYZAR__PROJECT_SECRET", "very-secret-value")
+    monkeypatch.setenv("AUTHGATE_REDIS_URL", "redis://:hunter2@127.0.0.1:6379/0")
+    text = repr(AuthGateSettings())
+    assert "very-secret-value" not in text
+    assert "hunter2" not in text
+
+
+def test_bad_verifier_and_realm_fail_fast() -> None:
+    with pytest.raises(ConfigurationError):
+        AuthGate(object())  # type: ignore[arg-type]
+    with pytest.raises(ConfigurationError):
+        AuthGate(TableVerifier(), realm='x"y')
+
+
+class ClosingVerifier(TableVerifier):
+    def __init__(self) -> None:
+        super().__init__()
+        self.events: list[str] = []
+
+    async def startup(self) -> None:
+        self.events.append("startup")
+
+    async def aclose(self) -> None:
+        self.events.append("aclose")
+
+
+def test_install_runs_startup_and_shutdown_around_the_app_lifespan() -> None:
+    verifier = ClosingVerifier()
+    app = FastAPI()
+
+    @app.on_event("startup")
+    async def app_startup() -> None:
+        verifier.events.append("app-startup")
+
+    AuthGate(verifier).install(app)
+    with TestClient(app):
+        assert verifier.events == ["startup", "app-startup"]
+    assert verifier.events == ["startup", "app-startup", "aclose"]
+
+
+def test_of_without_install_is_a_configuration_error() -> None:
+    from starlette.requests import HTTPConnection
+
+    app = FastAPI()
+    with pytest.raises(ConfigurationError, match="install"):
+        AuthGate.of(HTTPConnection({"type": "http", "app": app, "headers": []}))
