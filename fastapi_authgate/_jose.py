@@ -100,8 +100,12 @@ def generate_private_jwk(alg: str, *, kid: str) -> dict[str, Any]:
         private: Any = rsa.generate_private_key(public_exponent=65537, key_size=2048)
         data = RSAKey(private, alg).to_dict()
     elif alg in EC_ALGORITHMS:
-        curve = {"ES256": ec.SECP256R1, "ES384": ec.SECP384R1, "ES512": ec.SECP521R1}[alg]
-        data = ECKey(ec.generate_private_key(curve()), alg).to_dict()
+        curves: dict[str, ec.EllipticCurve] = {
+            "ES256": ec.SECP256R1(),
+            "ES384": ec.SECP384R1(),
+            "ES512": ec.SECP521R1(),
+        }
+        data = ECKey(ec.generate_private_key(curves[alg]), alg).to_dict()
     elif alg in HMAC_ALGORITHMS:
         secret = _b64encode(secrets.token_bytes(_HMAC_MIN_BYTES[alg]))
         data = {"kty": "oct", "k": secret}
@@ -112,7 +116,7 @@ def generate_private_jwk(alg: str, *, kid: str) -> dict[str, Any]:
 
 
 def public_jwk(private_jwk: Mapping[str, Any]) -> dict[str, Any]:
-    """``private_jwk`` without its private members (``d``, ``p``, ``q``, ``dp``, ``dq``, ``qi``, ...).
+    """``private_jwk`` without its private members (``d``, ``p``, ``q``, ``dp``, ``qi``, ...).
 
     For an ``oct`` key nothing public remains but the metadata.
     """
@@ -246,10 +250,10 @@ class KeySet:
     def from_jwks(cls, jwks: Any, algorithms: frozenset[str]) -> KeySet:
         """Build the usable keys of a JWKS document for the allowed algorithms.
 
-        A key that is malformed, weak or fits none of ``algorithms`` is skipped with a warning,
-        so one bad key never breaks the set. ``oct`` keys are only used when every allowed
-        algorithm is an HMAC one. A key without ``alg`` is bound to every allowed algorithm that
-        fits its type.
+        A key that is malformed or weak is skipped with a warning, so one bad key never breaks
+        the set; a key for an algorithm outside ``algorithms`` is left out quietly. ``oct`` keys
+        are only used when every allowed algorithm is an HMAC one. A key without ``alg`` is bound
+        to every allowed algorithm that fits its type.
 
         Raises:
             ValueError: the document is not an object with a ``keys`` list.
@@ -303,7 +307,6 @@ def _keys_for(jwk: Any, algorithms: frozenset[str], hmac_only: bool) -> list[Jos
         return [key] if key.alg in algorithms else []
     fitting = sorted(alg for alg in algorithms if _KTY_FOR_ALG.get(alg) == kty)
     if kty == "EC":
-        JoseKey.from_jwk(jwk)  # validates the curve and members even when no algorithm fits
         fitting = [alg for alg in fitting if _CURVE_FOR_ALG[alg] == jwk.get("crv")]
     return [JoseKey.from_jwk(jwk, default_alg=alg) for alg in fitting]
 
@@ -408,8 +411,10 @@ def parse_compact(token: str, *, max_length: int = 8192) -> UnverifiedToken:
             object (or with duplicate members), JWE, ``alg`` missing or ``none``, ``b64: false``
             or a ``crit`` member this package does not understand.
     """
-    if not isinstance(token, str) or len(token) > max_length:
-        raise AuthenticationError("The token is too large" if isinstance(token, str) else _MALFORMED)
+    if not isinstance(token, str):
+        raise AuthenticationError(_MALFORMED)
+    if len(token) > max_length:
+        raise AuthenticationError("The token is too large")
     if _COMPACT.fullmatch(token) is None:
         if token.count(".") == 4:
             raise AuthenticationError("Encrypted tokens are not accepted")
@@ -504,12 +509,10 @@ class ClaimsPolicy:
 
 
 def _timestamp(value: Any) -> float | None:
-    """The value as a finite number within datetime's range, else ``None``."""
+    """The value as a finite number within datetime's range, else ``None`` (bools excluded)."""
     kind = type(value)
-    if kind is int:
-        return value if -_MAX_TIMESTAMP <= value <= _MAX_TIMESTAMP else None  # type: ignore[no-any-return]
-    if kind is float and math.isfinite(value) and abs(value) <= _MAX_TIMESTAMP:
-        return value  # type: ignore[no-any-return]
+    if (kind is int or (kind is float and math.isfinite(value))) and abs(value) <= _MAX_TIMESTAMP:
+        return float(value)
     return None
 
 
@@ -548,9 +551,8 @@ def validate_claims(claims: Mapping[str, Any], policy: ClaimsPolicy, *, now: flo
     if "aud" in claims or policy.audiences:
         _check_audience(claims.get("aud"), policy.audiences)
     sub = claims.get("sub")
-    if policy.require_sub or "sub" in claims:
-        if type(sub) is not str or not sub:
-            raise AuthenticationError("The token subject is missing or invalid")
+    if (policy.require_sub or "sub" in claims) and (type(sub) is not str or not sub):
+        raise AuthenticationError("The token subject is missing or invalid")
 
 
 def _check_audience(aud: Any, audiences: frozenset[str]) -> None:

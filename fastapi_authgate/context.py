@@ -42,7 +42,7 @@ class User:
     id: str
     email: str | None = None
     name: str | None = None
-    metadata: Mapping[str, Any] = field(default=_EMPTY)
+    metadata: Mapping[str, Any] = field(default_factory=lambda: _EMPTY)
     product_access: frozenset[str] = frozenset()
 
     def __post_init__(self) -> None:
@@ -58,7 +58,7 @@ class AuthContext:
     credential: CredentialKind
     scopes: frozenset[str] = frozenset()
     session_id: str | None = None
-    claims: Mapping[str, Any] = field(default=_EMPTY)
+    claims: Mapping[str, Any] = field(default_factory=lambda: _EMPTY)
     expires_at: datetime | None = None
     user: User | None = None
 
@@ -75,7 +75,7 @@ class Credentials:
     """Raw credentials found on one connection, for verifiers only. ``repr`` never shows them."""
 
     bearer: str | None = field(default=None, repr=False)
-    cookies: Mapping[str, str] = field(default=_EMPTY, repr=False)
+    cookies: Mapping[str, str] = field(default_factory=lambda: _EMPTY, repr=False)
     api_key: str | None = field(default=None, repr=False)
 
     @property

@@ -102,7 +102,9 @@ def _for_connection(request: HTTPConnection, exc: AuthGateError) -> Exception:
         return WebSocketException(code=code, reason=reason)
     if isinstance(exc, ConfigurationError):
         logger.error("%s; answering 503", exc.description)
-        return HTTPException(503, detail="Authentication is not configured", headers={"Retry-After": "5"})
+        return HTTPException(
+            503, detail="Authentication is not configured", headers={"Retry-After": "5"}
+        )
     return exc
 
 

@@ -57,7 +57,9 @@ class AuthGate:
         if isinstance(verifier, Sequence):
             verifier = ChainVerifier(verifier)
         if not callable(getattr(verifier, "verify", None)):
-            raise ConfigurationError("AuthGate(verifier=...) needs an object with a verify() method")
+            raise ConfigurationError(
+                "AuthGate(verifier=...) needs an object with a verify() method"
+            )
         if not realm or any(ch in realm for ch in '"\\\r\n'):
             raise ConfigurationError("realm must be non-empty text without quotes (AUTHGATE_REALM)")
         self.verifier: Verifier = verifier

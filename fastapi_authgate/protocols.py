@@ -1,13 +1,13 @@
 """Every plug point of fastapi_authgate, as small structural protocols.
 
 Users never inherit from anything here: any object with the right methods fits. Lifecycle hooks
-(``startup``/``aclose``) are optional and discovered by the gate with ``getattr``, so a verifier that
-holds no resources needs only ``verify``.
+(``startup``/``aclose``) are optional and discovered by the gate with ``getattr``, so a verifier
+that holds no resources needs only ``verify``.
 """
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Protocol
 
 from starlette.requests import HTTPConnection
@@ -41,10 +41,16 @@ class RateLimitStore(Protocol):
     """Counts for the limiter: one atomic GCRA step per call.
 
     ``cost`` 0 asks without charging (used by failure-only rules before the response is known).
+    ``hit_many`` takes ``(key, limit, period)`` triples, the rules of one request, and charges all
+    of them or none (one round trip for a multi-rule route).
     Raises :class:`~fastapi_authgate.errors.ProviderError` when the store cannot answer.
     """
 
     async def hit(self, key: str, *, limit: int, period: float, cost: int = 1) -> Decision: ...
+
+    async def hit_many(
+        self, buckets: Sequence[tuple[str, int, float]], *, cost: int = 1
+    ) -> list[Decision]: ...
 
     async def aclose(self) -> None: ...
 

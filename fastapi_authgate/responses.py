@@ -3,9 +3,9 @@
 =====================  ======  ==================================================================
 error                  status  headers
 =====================  ======  ==================================================================
-NotAuthenticatedError  401     ``WWW-Authenticate: Bearer realm="api"`` (no error code, RFC 6750 3.1)
+NotAuthenticatedError  401     ``WWW-Authenticate: Bearer realm="api"`` (RFC 6750 3.1: no code)
 AuthenticationError    401     ``WWW-Authenticate: Bearer realm=..., error="invalid_token", ...``
-AuthorizationError     403     ``WWW-Authenticate: Bearer ..., error="insufficient_scope", scope=...``
+AuthorizationError     403     ``WWW-Authenticate: Bearer ..., error="insufficient_scope"``
 RateLimitExceeded      429     ``Retry-After`` plus the rate-limit headers the limiter computed
 ProviderError          503     ``Retry-After``
 anything else          500     never produced for client input; only a bug gets here

@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import contextlib
+
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
@@ -38,7 +40,9 @@ def test_api_key_header_is_opt_in() -> None:
 
 
 def test_repr_hides_secrets() -> None:
-    creds = read_credentials(conn((b"authorization", b"Bearer supersecret"), (b"cookie", b"s=cookiesecret")))
+    creds = read_credentials(
+        conn((b"authorization", b"Bearer supersecret"), (b"cookie", b"s=cookiesecret"))
+    )
     assert "supersecret" not in repr(creds)
     assert "cookiesecret" not in repr(creds)
 
@@ -48,7 +52,9 @@ def test_other_schemes_are_not_bearer(value: str) -> None:
     assert parse_bearer(value) is None
 
 
-@pytest.mark.parametrize("value", ["Bearer", "Bearer ", "Bearer a b", "Bearer =abc", "Bearer a\tb", "Bearer ab\u00ff"])
+@pytest.mark.parametrize(
+    "value", ["Bearer", "Bearer ", "Bearer a b", "Bearer =abc", "Bearer a\tb", "Bearer ab\u00ff"]
+)
 def test_malformed_bearer_is_an_authentication_error(value: str) -> None:
     with pytest.raises(AuthenticationError):
         parse_bearer(value)
@@ -61,7 +67,5 @@ def test_huge_cookie_header_is_refused() -> None:
 
 @given(st.binary(max_size=300), st.binary(max_size=300))
 def test_arbitrary_headers_raise_only_our_errors(auth: bytes, cookie: bytes) -> None:
-    try:
+    with contextlib.suppress(AuthenticationError):
         read_credentials(conn((b"authorization", auth), (b"cookie", cookie)))
-    except AuthenticationError:
-        pass

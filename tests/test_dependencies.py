@@ -1,4 +1,4 @@
-"""The guards as FastAPI sees them: statuses, challenges, scopes, sessions, websockets, overrides."""
+"""The guards as FastAPI sees them: statuses, challenges, scopes, sessions, sockets, overrides."""
 
 from __future__ import annotations
 
@@ -39,14 +39,20 @@ class TableVerifier:
         if token is None:
             return None
         if token == "alice":
-            return AuthContext(subject="alice", provider="table", credential="bearer",
-                               scopes=frozenset({"read"}))
+            return AuthContext(
+                subject="alice", provider="table", credential="bearer", scopes=frozenset({"read"})
+            )
         if token == "root":
-            return AuthContext(subject="root", provider="table", credential="bearer",
-                               scopes=frozenset({"read", "admin"}))
+            return AuthContext(
+                subject="root",
+                provider="table",
+                credential="bearer",
+                scopes=frozenset({"read", "admin"}),
+            )
         if token == "sess":
-            return AuthContext(subject="bob", provider="table", credential="cookie",
-                               session_id="s-1")
+            return AuthContext(
+                subject="bob", provider="table", credential="cookie", session_id="s-1"
+            )
         if token == "foreign":
             return None
         raise AuthenticationError("The token signature is invalid")
@@ -237,7 +243,10 @@ def test_websocket_accepts_a_valid_token(client: TestClient) -> None:
 
 @pytest.mark.parametrize("headers", [{}, {"Authorization": "Bearer forged"}])
 def test_websocket_refused_with_1008(client: TestClient, headers: dict[str, str]) -> None:
-    with pytest.raises(WebSocketDisconnect) as info, client.websocket_connect("/ws", headers=headers):
+    with (
+        pytest.raises(WebSocketDisconnect) as info,
+        client.websocket_connect("/ws", headers=headers),
+    ):
         pass
     assert info.value.code == 1008
 
@@ -245,8 +254,9 @@ def test_websocket_refused_with_1008(client: TestClient, headers: dict[str, str]
 def test_websocket_provider_down_closes_1013() -> None:
     app, verifier = build_app()
     verifier.down = True
-    with pytest.raises(WebSocketDisconnect) as info, TestClient(app).websocket_connect(
-        "/ws", headers=bearer("alice")
+    with (
+        pytest.raises(WebSocketDisconnect) as info,
+        TestClient(app).websocket_connect("/ws", headers=bearer("alice")),
     ):
         pass
     assert info.value.code == 1013

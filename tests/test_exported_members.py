@@ -11,7 +11,8 @@ def test_all_is_sorted_and_complete() -> None:
     public = {
         name
         for name, value in vars(fastapi_authgate).items()
-        if not name.startswith("_") and getattr(value, "__module__", "").startswith("fastapi_authgate")
+        if not name.startswith("_")
+        and getattr(value, "__module__", "").startswith("fastapi_authgate")
     }
     assert public <= set(exported), public - set(exported)
 

@@ -1,4 +1,4 @@
-"""The import contract of STYLE.md: layers import downward only, and each risky library has one home."""
+"""The import contract: layers import downward only; each risky library has one home."""
 
 from __future__ import annotations
 

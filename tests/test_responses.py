@@ -33,8 +33,13 @@ def test_status_and_body(exc: AuthGateError, status: int, code: str) -> None:
 
 
 def test_retry_after_is_a_whole_number_of_at_least_one() -> None:
-    assert error_response(RateLimitExceeded(retry_after=2.1), realm="api").headers["retry-after"] == "3"
-    assert error_response(RateLimitExceeded(retry_after=0), realm="api").headers["retry-after"] == "1"
+    assert (
+        error_response(RateLimitExceeded(retry_after=2.1), realm="api").headers["retry-after"]
+        == "3"
+    )
+    assert (
+        error_response(RateLimitExceeded(retry_after=0), realm="api").headers["retry-after"] == "1"
+    )
     assert error_response(ProviderError(retry_after=0.2), realm="api").headers["retry-after"] == "1"
 
 
@@ -48,7 +53,10 @@ def test_challenge_never_carries_quotes_or_control_characters() -> None:
     exc = AuthenticationError('bad "kid"\r\nX-Injected: 1')
     challenge = error_response(exc, realm="api").headers["www-authenticate"]
     assert "\r" not in challenge and "\n" not in challenge
-    assert challenge == 'Bearer realm="api", error="invalid_token", error_description="bad kidX-Injected: 1"'
+    assert (
+        challenge
+        == 'Bearer realm="api", error="invalid_token", error_description="bad kidX-Injected: 1"'
+    )
 
 
 def test_challenge_without_error_has_only_realm() -> None:

@@ -114,6 +114,7 @@ class DevIssuer:
             jwk = dict(private_jwk)
             jwk.setdefault("kid", _thumbprint(jwk))
         jwk["alg"] = algorithm
+        self._key_jwk: Mapping[str, Any] = jwk
         self._key = JoseKey.from_jwk(jwk, default_alg=algorithm)
         self.kid: str = str(jwk["kid"])
         self._public = dict(public_jwk(jwk))
@@ -170,7 +171,7 @@ class DevIssuer:
         if session_id is not None:
             payload["sid"] = session_id
         payload.update(claims)
-        return sign(payload, self._key, headers={"typ": "JWT"})
+        return sign(payload, self._key)
 
     def new_session(
         self, sub: str, scopes: Iterable[str] = (), *, ttl: float = 3600

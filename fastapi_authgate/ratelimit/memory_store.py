@@ -31,7 +31,7 @@ from collections.abc import Sequence
 
 from fastapi_authgate.context import Decision
 from fastapi_authgate.protocols import Clock
-from fastapi_authgate.ratelimit.gcra import gcra_step
+from fastapi_authgate.ratelimit.limiter import gcra_step
 
 __all__ = ["MemoryStore", "SWEEP_PER_CALL"]
 

@@ -2,7 +2,13 @@ from __future__ import annotations
 
 import pytest
 
-from fastapi_authgate import AuthContext, AuthenticationError, ChainVerifier, ConfigurationError, Credentials
+from fastapi_authgate import (
+    AuthContext,
+    AuthenticationError,
+    ChainVerifier,
+    ConfigurationError,
+    Credentials,
+)
 
 
 class Recognising:

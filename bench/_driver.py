@@ -1,0 +1,100 @@
+"""A minimal in-process ASGI driver: it calls the app directly, so the numbers measure the app.
+
+An HTTP client (even httpx over ``ASGITransport``) would add more per-request cost than the guards
+being measured and flatten every ratio towards 1. Routes are measured in interleaved rounds and
+the ratio is taken per round, then the median across rounds, so machine drift on a shared host
+affects both sides of each ratio alike.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import statistics
+import time
+from collections.abc import Callable, Sequence
+from typing import Any
+
+Headers = list[tuple[bytes, bytes]]
+
+
+def make_scope(path: str, headers: Headers, client: tuple[str, int]) -> dict[str, Any]:
+    return {
+        "type": "http",
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "method": "GET",
+        "scheme": "http",
+        "path": path,
+        "raw_path": path.encode(),
+        "root_path": "",
+        "query_string": b"",
+        "headers": headers,
+        "client": client,
+        "server": ("127.0.0.1", 8000),
+    }
+
+
+async def _receive() -> dict[str, Any]:
+    return {"type": "http.request", "body": b"", "more_body": False}
+
+
+async def call(
+    app: Any, path: str, headers: Headers, client: tuple[str, int] = ("10.0.0.1", 5555)
+) -> tuple[int, bytes]:
+    """One request; returns (status, body)."""
+    status = 0
+    body = b""
+
+    async def send(message: dict[str, Any]) -> None:
+        nonlocal status, body
+        if message["type"] == "http.response.start":
+            status = message["status"]
+        elif message["type"] == "http.response.body":
+            body += message.get("body", b"")
+
+    await app(make_scope(path, headers, client), _receive, send)
+    return status, body
+
+
+async def _run(app: Any, path: str, headers_for: Callable[[int], Headers], n: int) -> float:
+    sent = []
+
+    async def send(message: dict[str, Any]) -> None:
+        if message["type"] == "http.response.start":
+            sent.append(message["status"])
+
+    start = time.perf_counter()
+    for i in range(n):
+        await app(make_scope(path, headers_for(i), ("10.0.0.1", 5555)), _receive, send)
+    elapsed = time.perf_counter() - start
+    bad = [s for s in sent if s != 200]
+    if bad:
+        raise RuntimeError(f"{path}: {len(bad)} non-200 responses (first {bad[0]})")
+    return n / elapsed
+
+
+def measure(
+    app: Any,
+    routes: Sequence[tuple[str, str, Callable[[int], Headers]]],
+    *,
+    requests_per_round: int,
+    rounds: int,
+) -> dict[str, list[float]]:
+    """Throughput (requests/s) per route name, one entry per round, routes interleaved."""
+    results: dict[str, list[float]] = {name: [] for name, _, _ in routes}
+
+    async def main() -> None:
+        for _name, path, headers_for in routes:  # warm-up: caches, JIT-free but allocator-warm
+            await _run(app, path, headers_for, max(50, requests_per_round // 10))
+        for round_no in range(rounds):
+            order = routes if round_no % 2 == 0 else list(reversed(routes))
+            for name, path, headers_for in order:
+                results[name].append(await _run(app, path, headers_for, requests_per_round))
+
+    asyncio.run(main())
+    return results
+
+
+def ratio(results: dict[str, list[float]], name: str, base: str) -> float:
+    """Median over rounds of (route throughput / base throughput) measured in the same round."""
+    return statistics.median(a / b for a, b in zip(results[name], results[base], strict=True))

@@ -1,0 +1,71 @@
+"""A pure-ASGI middleware that tells interested code the response status before it is sent.
+
+A dependency cannot see the status of the response its route produces (a dependency with
+``yield`` sees exceptions, but not a returned ``JSONResponse(status_code=401)``). Failure-only rate
+limits need it, so :class:`ResponseHooksMiddleware` puts a list under
+``scope["authgate.response_hooks"]``; code running inside the request appends
+``async (status) -> None`` callbacks, and the middleware awaits them when the app sends
+``http.response.start``, *before* forwarding it, so a client cannot fire its next attempt before
+this one is counted. An exception escaping the app with no response started counts as status 500.
+A failing hook is logged and never breaks the response.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable
+
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+__all__ = ["RESPONSE_HOOKS_KEY", "ResponseHook", "ResponseHooksMiddleware"]
+
+logger = logging.getLogger(__name__)
+
+RESPONSE_HOOKS_KEY = "authgate.response_hooks"
+"""Scope key of the list of hooks (absent when the middleware is not installed)."""
+
+ResponseHook = Callable[[int], Awaitable[None]]
+"""Called once with the HTTP status of the response."""
+
+
+async def _run(hooks: list[ResponseHook], status: int) -> None:
+    pending = hooks[:]
+    hooks.clear()
+    for hook in pending:
+        try:
+            await hook(status)
+        except Exception:
+            logger.exception("response hook %r failed for status %d", hook, status)
+
+
+class ResponseHooksMiddleware:
+    """Calls the hooks registered in ``scope["authgate.response_hooks"]`` with the status.
+
+    Only ``http`` scopes are touched; lifespan and websocket scopes pass straight through.
+    """
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        hooks: list[ResponseHook] = []
+        scope[RESPONSE_HOOKS_KEY] = hooks
+        started = False
+
+        async def send_with_hooks(message: Message) -> None:
+            nonlocal started
+            if not started and message["type"] == "http.response.start":
+                started = True
+                if hooks:
+                    await _run(hooks, message["status"])
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_with_hooks)
+        except Exception:
+            if not started and hooks:
+                await _run(hooks, 500)
+            raise

@@ -1,0 +1,143 @@
+"""Shared pieces of the rate-limit tests: a table verifier, an app factory, Redis helpers."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import socket
+from collections.abc import Sequence
+from typing import Any
+
+from fastapi import Depends, FastAPI, WebSocket
+
+from fastapi_authgate import AuthContext, AuthenticationError, AuthGate, Credentials
+from fastapi_authgate.context import User
+from fastapi_authgate.ratelimit.limiter import RateLimiter
+
+REDIS_HOST = "127.0.0.1"
+REDIS_PORT = 6379
+REDIS_URL = f"redis://{REDIS_HOST}:{REDIS_PORT}/0"
+
+
+def redis_answers() -> bool:
+    """True when a Redis server answers PING on 127.0.0.1:6379."""
+    try:
+        with socket.create_connection((REDIS_HOST, REDIS_PORT), timeout=0.5) as sock:
+            sock.sendall(b"PING\r\n")
+            return sock.recv(16).startswith(b"+PONG")
+    except OSError:
+        return False
+
+
+USERS: dict[str, AuthContext] = {
+    "alice": AuthContext(
+        subject="alice",
+        provider="table",
+        credential="bearer",
+        user=User(id="alice", metadata={"org": "acme"}),
+    ),
+    "bob": AuthContext(
+        subject="bob",
+        provider="table",
+        credential="bearer",
+        user=User(id="bob", metadata={"org": "acme"}),
+    ),
+    "carol": AuthContext(
+        subject="carol", provider="table", credential="bearer", claims={"org": "globex"}
+    ),
+    "dave": AuthContext(subject="dave", provider="table", credential="bearer"),
+}
+
+
+class TableVerifier:
+    """Tokens are user names from :data:`USERS`; anything else is a bad token."""
+
+    provider = "table"
+
+    async def verify(self, credentials: Credentials) -> AuthContext | None:
+        if credentials.bearer is None:
+            return None
+        context = USERS.get(credentials.bearer)
+        if context is None:
+            raise AuthenticationError("The token signature is invalid")
+        return context
+
+
+def bearer(token: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}"}
+
+
+def build_app(
+    limiter: RateLimiter,
+    routes: Sequence[tuple[str, Any]],
+    *,
+    trusted_proxies: Sequence[str] = (),
+) -> tuple[FastAPI, AuthGate]:
+    """An app with the real gate and one ``GET`` route per ``(path, dependency)``."""
+    gate = AuthGate(TableVerifier(), limiter=limiter, trusted_proxies=trusted_proxies)
+    app = FastAPI()
+    gate.install(app)
+    for path, dependency in routes:
+
+        async def endpoint() -> dict[str, bool]:
+            return {"ok": True}
+
+        app.add_api_route(path, endpoint, methods=["GET"], dependencies=[Depends(dependency)])
+    return app, gate
+
+
+def add_websocket(app: FastAPI, path: str, dependency: Any) -> None:
+    async def socket_endpoint(websocket: WebSocket) -> None:
+        await websocket.accept()
+        await websocket.send_text("hello")
+        await websocket.close()
+
+    app.add_api_websocket_route(path, socket_endpoint, dependencies=[Depends(dependency)])
+
+
+class TCPProxy:
+    """A loopback TCP proxy to Redis that a test can cut (``cut()``) and restore (``restore()``).
+
+    Cutting closes every open connection and refuses new ones, which is what a dead Redis, a
+    network partition or ``CLIENT KILL`` looks like to the client.
+    """
+
+    def __init__(self, target: tuple[str, int] = (REDIS_HOST, REDIS_PORT)) -> None:
+        self.target = target
+        self.server: asyncio.Server | None = None
+        self.port = 0
+        self.writers: set[asyncio.StreamWriter] = set()
+
+    async def start(self) -> None:
+        self.server = await asyncio.start_server(self._handle, "127.0.0.1", self.port)
+        self.port = self.server.sockets[0].getsockname()[1]
+
+    async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            up_reader, up_writer = await asyncio.open_connection(*self.target)
+        except OSError:
+            writer.close()
+            return
+        self.writers.update((writer, up_writer))
+
+        async def pipe(src: asyncio.StreamReader, dst: asyncio.StreamWriter) -> None:
+            with contextlib.suppress(OSError, asyncio.CancelledError):
+                while data := await src.read(65536):
+                    dst.write(data)
+                    await dst.drain()
+            dst.close()
+
+        await asyncio.gather(pipe(reader, up_writer), pipe(up_reader, writer))
+        self.writers.difference_update((writer, up_writer))
+
+    async def cut(self) -> None:
+        assert self.server is not None
+        self.server.close()
+        for writer in list(self.writers):
+            writer.close()
+        self.writers.clear()
+        await self.server.wait_closed()
+        self.server = None
+
+    async def restore(self) -> None:
+        await self.start()
