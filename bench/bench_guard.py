@@ -79,7 +79,7 @@ def serve_jwks(jwks: dict[str, Any]) -> str:
     body = json.dumps(jwks).encode()
 
     class Handler(BaseHTTPRequestHandler):
-        def do_GET(self) -> None:  # noqa: N802
+        def do_GET(self) -> None:
             self.send_response(200)
             self.send_header("Content-Type", "application/json")
             self.send_header("Content-Length", str(len(body)))
@@ -196,7 +196,9 @@ def main() -> None:
         ("raw_rsa", "/raw_rsa", lambda i: rs),
         ("pyjwt", "/pyjwt", lambda i: rs),
     ]
-    results = measure(app, routes, requests_per_round=300 if quick else 1500, rounds=3 if quick else 7)
+    results = measure(
+        app, routes, requests_per_round=300 if quick else 1500, rounds=3 if quick else 7
+    )
     print(f"{'route':<10} {'req/s (median)':>15} {'x bare':>8} {'x noop':>8}")
     for name, _, _ in routes:
         rps = statistics.median(results[name])
@@ -205,8 +207,12 @@ def main() -> None:
             f" {ratio(results, name, 'noop'):>8.3f}"
         )
     print()
-    print(f"cached / noop guard          : {ratio(results, 'cached', 'noop'):.3f}  (target >= 0.95)")
-    print(f"cached / bare route          : {ratio(results, 'cached', 'bare'):.3f}  (target >= 0.85)")
+    print(
+        f"cached / noop guard          : {ratio(results, 'cached', 'noop'):.3f}  (target >= 0.95)"
+    )
+    print(
+        f"cached / bare route          : {ratio(results, 'cached', 'bare'):.3f}  (target >= 0.85)"
+    )
     print(f"uncached RS256 / PyJWT dep   : {ratio(results, 'rs256', 'pyjwt'):.3f}  (target >= 1.5)")
     print(f"uncached RS256 / raw-RSA guard: {ratio(results, 'rs256', 'raw_rsa'):.3f}")
     alone = verification_alone(verifier, rs_token, public_key, 300 if quick else 2000)

@@ -221,12 +221,9 @@ def _key_algorithm(jwk: Mapping[str, Any], kty: str, default_alg: str | None) ->
 
 
 def _check_rsa(prepared: Any) -> None:
+    # cryptography itself refuses an even or tiny public exponent when the key is built
     if prepared.key_size < _MIN_RSA_BITS:
         raise ConfigurationError(f"RSA key shorter than {_MIN_RSA_BITS} bits")
-    public = prepared.public_key() if hasattr(prepared, "private_bytes") else prepared
-    exponent = public.public_numbers().e
-    if exponent < 3 or exponent % 2 == 0:
-        raise ConfigurationError("RSA public exponent is invalid")
 
 
 class KeySet:

@@ -224,7 +224,9 @@ def rate_limited(
                 headers = rate_limit_headers(decisions)
                 raise RateLimitExceeded(retry_after=retry_after_seconds(decisions), headers=headers)
         elif is_http and not shadow:
-            response.headers.update(rate_limit_headers(decisions))
+            raw = response.headers.raw
+            for header, value in rate_limit_headers(decisions).items():
+                raw.append((header.lower().encode("latin-1"), value.encode("latin-1")))
         if deferred:
             hooks = cast("list[ResponseHook] | None", scope.get(RESPONSE_HOOKS_KEY))
             if hooks is None:

@@ -22,6 +22,7 @@ from fastapi_authgate.context import AuthContext
 from fastapi_authgate.credentials import read_credentials
 from fastapi_authgate.errors import AuthenticationError, AuthGateError, ConfigurationError
 from fastapi_authgate.protocols import Verifier
+from fastapi_authgate.ratelimit.hooks import ResponseHooksMiddleware
 from fastapi_authgate.ratelimit.limiter import RateLimiter
 from fastapi_authgate.responses import error_response
 from fastapi_authgate.settings import AuthGateSettings
@@ -164,8 +165,6 @@ class AuthGate:
         setattr(app.state, STATE_KEY, self)
         app.add_exception_handler(AuthGateError, self._handle_error)
         _wrap_lifespan(app, self.lifespan)
-        from fastapi_authgate._rate_dependency import ResponseHooksMiddleware
-
         app.add_middleware(ResponseHooksMiddleware)
         openapi = getattr(app, "openapi", None)
         if callable(openapi):

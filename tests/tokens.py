@@ -111,14 +111,30 @@ def segment(part: Mapping[str, Any] | bytes | str) -> str:
     return b64(part.encode() if isinstance(part, str) else part)
 
 
+@cache
+def _loaded(kind: str, jwk_json: str) -> Any:
+    """A JWK loaded once per run by the named library (loading a private key is slow)."""
+    jwk = json.loads(jwk_json)
+    if kind == "jose":
+        return JoseKey.from_jwk(jwk)
+    if kind == "joserfc":
+        return (RfcRSAKey if jwk["kty"] == "RSA" else RfcECKey).import_key(jwk)
+    return (RSAAlgorithm if jwk["kty"] == "RSA" else ECAlgorithm).from_jwk(jwk)
+
+
+def load(kind: Literal["jose", "pyjwt", "joserfc"], jwk: Mapping[str, Any]) -> Any:
+    material = dict(jwk) if kind == "jose" else {k: v for k, v in jwk.items() if k != "kid"}
+    return _loaded(kind, json.dumps(material, sort_keys=True))
+
+
 def raw_signature(signing_input: bytes, jwk: Mapping[str, Any], alg: str) -> bytes:
     """Sign with ``cryptography`` directly (PyJWT only converts the JWK)."""
     digest = {"256": hashes.SHA256(), "384": hashes.SHA384(), "512": hashes.SHA512()}[alg[2:]]
     if alg.startswith("RS"):
-        rsa_key: Any = RSAAlgorithm.from_jwk(dict(jwk))
+        rsa_key: Any = load("pyjwt", jwk)
         return rsa_key.sign(signing_input, padding.PKCS1v15(), digest)  # type: ignore[no-any-return]
     if alg.startswith("ES"):
-        ec_key: Any = ECAlgorithm.from_jwk(dict(jwk))
+        ec_key: Any = load("pyjwt", jwk)
         r, s = decode_dss_signature(ec_key.sign(signing_input, ec.ECDSA(digest)))
         size = (ec_key.curve.key_size + 7) // 8
         return r.to_bytes(size, "big") + s.to_bytes(size, "big")
@@ -155,12 +171,11 @@ def build_valid_token(
     jwk = rsa_jwk() if alg.startswith("RS") else ec_jwk()
     payload = issuer.claims(**claims)
     if library == "jose":
-        return sign(payload, JoseKey.from_jwk(jwk, default_alg=alg))
+        return sign(payload, load("jose", {**jwk, "alg": alg}))
     if library == "pyjwt":
-        algorithm: Any = RSAAlgorithm if alg.startswith("RS") else ECAlgorithm
-        key = algorithm.from_jwk(dict(jwk))
+        key = load("pyjwt", jwk)
         return pyjwt.encode(payload, key, algorithm=alg, headers={"kid": jwk["kid"]})
-    rfc_key = (RfcRSAKey if alg.startswith("RS") else RfcECKey).import_key(dict(jwk))
+    rfc_key = load("joserfc", jwk)
     return rfc_jwt.encode({"alg": alg, "kid": jwk["kid"]}, payload, rfc_key, algorithms=[alg])
 
 
@@ -201,7 +216,7 @@ def build_none_alg_token(issuer: TokenIssuer, *, spelling: str = "none") -> str:
 
 def build_hs256_confusion_token(issuer: TokenIssuer) -> str:
     """HMAC-SHA256 keyed with the issuer's RSA public key PEM: the classic key-confusion forgery."""
-    public: Any = RSAAlgorithm.from_jwk(public_jwk(rsa_jwk()))
+    public: Any = load("pyjwt", public_jwk(rsa_jwk()))
     pem = public.public_bytes(
         serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
     )

@@ -57,8 +57,8 @@ logger = logging.getLogger(__name__)
 
 FailureMode = Literal["open", "closed"]
 
-EPSILON = 1e-6
-"""Slack (seconds, or fractions of a request) that absorbs float rounding in the arithmetic."""
+EPSILON = 1e-5
+"""Slack in seconds that absorbs float rounding: times near 1.8e9 s carry ~2.4e-7 s of it."""
 
 _UNITS: dict[str, tuple[int, str]] = {}
 for _names, _seconds, _canonical in (
@@ -140,15 +140,15 @@ def gcra_step(
     interval = period / limit
     used = tat - now if tat > now else 0.0
     if cost <= 0:
-        remaining = min(limit, max(0, math.floor((period - used) / interval + EPSILON)))
+        remaining = min(limit, max(0, math.floor((period - used + EPSILON) / interval)))
         if remaining >= 1:
             return Decision(True, limit, remaining, used, 0.0, period), None
         return Decision(False, limit, 0, used, max(0.0, used + interval - period), period), None
     after = used + cost * interval
     if after - period > EPSILON:
-        remaining = min(limit, max(0, math.floor((period - used) / interval + EPSILON)))
+        remaining = min(limit, max(0, math.floor((period - used + EPSILON) / interval)))
         return Decision(False, limit, remaining, used, after - period, period), None
-    remaining = max(0, math.floor((period - after) / interval + EPSILON))
+    remaining = max(0, math.floor((period - after + EPSILON) / interval))
     return Decision(True, limit, remaining, after, 0.0, period), now + after
 
 

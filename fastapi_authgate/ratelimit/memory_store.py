@@ -5,17 +5,22 @@ before *now* behaves exactly like a key never seen, so it can be forgotten witho
 answer. That gives the memory bound without an LRU (which would forget *live* buckets and so let a
 flood of fresh keys reset a limited client):
 
-* Buckets are kept in one insertion-ordered map per period, moved to the end whenever they are
-  charged. An allowed charge leaves ``TAT <= now + period``, so along each map the entries are
-  ordered by last charge and every entry behind a live front was charged less than one period ago.
-* Each call sweeps up to :data:`SWEEP_PER_CALL` entries from the front of the map it touches, while
-  they are drained. Each call adds at most one entry per rule, so the sweep keeps up with any flood.
+* Buckets are kept in one insertion-ordered map per period (an ``OrderedDict``: O(1) at both
+  ends). A charged bucket moves to the back.
+* Each call looks at up to :data:`SWEEP_PER_CALL` entries at the front of the map it touches:
+  a drained one is deleted, a live one is moved to the back to be looked at again later. A call
+  adds at most one entry and advances the front by up to eight, so a drained entry is reached
+  within ``size / 8`` calls.
 
-**Memory bound:** at any time the store holds at most the distinct keys charged within the last
-period of their rule (arrival rate x period) plus the few drained entries the sweep has not reached
-yet. A flood of a million one-off addresses against a ``5/second`` rule keeps about five seconds'
-worth of them, not a million; against ``100/day`` it keeps a day's worth, which is what correctness
-requires: forgetting any of them would hand that caller a fresh quota.
+**Memory bound:** the drained entries still held are at most those that drained during the last
+``size / 8`` calls, which gives a size of at most about twice the keys live at once (``2 L`` with a
+factor ``8/7`` of slack), or :data:`SWEEP_ABOVE` per period, whichever is larger. A key is live
+while its TAT is ahead of now, which is at most one period after its last allowed request, and a
+single request keeps it live only ``period / limit`` seconds: live keys are bounded by rate of
+arrival x period. A flood of a million one-off addresses against ``5/minute`` at 1,000 per second
+keeps about 12,000 of them live (each lives 12 s), not a million; against ``100/day`` it keeps far
+more, which is what correctness requires: forgetting any live one would hand that caller a fresh
+quota.
 
 Every step runs under one short :class:`threading.Lock` with no ``await`` inside, so it is atomic
 for coroutines of one event loop and for threads alike; all rules of one request are decided under
@@ -33,10 +38,13 @@ from fastapi_authgate.context import Decision
 from fastapi_authgate.protocols import Clock
 from fastapi_authgate.ratelimit.limiter import gcra_step
 
-__all__ = ["MemoryStore", "SWEEP_PER_CALL"]
+__all__ = ["MemoryStore", "SWEEP_ABOVE", "SWEEP_PER_CALL"]
 
 SWEEP_PER_CALL = 8
-"""Drained entries removed from the front of a map per call (amortised O(1) per request)."""
+"""Entries looked at (deleted when drained, else moved back) at the front of a map per call."""
+
+SWEEP_ABOVE = 64
+"""Maps this small are not swept: a few entries cost less than looking at them per request."""
 
 
 class MemoryStore:
@@ -106,13 +114,14 @@ class MemoryStore:
 
     @staticmethod
     def _sweep(buckets: OrderedDict[str, float], now: float) -> None:
+        if len(buckets) <= SWEEP_ABOVE:
+            return
         for _ in range(SWEEP_PER_CALL):
-            if not buckets:
-                return
             key = next(iter(buckets))
             if buckets[key] > now:
-                return
-            del buckets[key]
+                buckets.move_to_end(key)
+            else:
+                del buckets[key]
 
     async def aclose(self) -> None:
         """Forget every bucket."""

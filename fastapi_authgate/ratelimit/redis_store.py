@@ -89,7 +89,7 @@ class RedisStore:
         """
         kwargs.setdefault("socket_connect_timeout", 1.0)
         try:
-            pool = aioredis.BlockingConnectionPool.from_url(
+            pool: Any = aioredis.BlockingConnectionPool.from_url(
                 url, max_connections=max_connections, timeout=None, **kwargs
             )
         except ValueError as exc:

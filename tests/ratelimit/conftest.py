@@ -1,4 +1,4 @@
-"""Rate-limit fixtures: a Redis prefix per test (keys deleted afterwards) and every store backend."""
+"""Rate-limit fixtures: a Redis prefix per test (its keys deleted afterwards) and every store."""
 
 from __future__ import annotations
 

@@ -45,23 +45,47 @@ def test_rules_parse(text: str, expected: tuple[Rate, ...]) -> None:
 
 @pytest.mark.parametrize(
     "text",
-    ["", "   ", "ten/minute", "10", "10/", "/minute", "10/fortnight", "0/minute", "5/0 seconds",
-     "10/minute;", "-1/minute", "10//minute", "10 every minute", "1.5/second", "10/minute extra"],
+    [
+        "",
+        "   ",
+        "ten/minute",
+        "10",
+        "10/",
+        "/minute",
+        "10/fortnight",
+        "0/minute",
+        "5/0 seconds",
+        "10/minute;",
+        "-1/minute",
+        "10//minute",
+        "10 every minute",
+        "1.5/second",
+        "10/minute extra",
+    ],
 )
 def test_bad_rules_raise_configuration_error(text: str) -> None:
-    with pytest.raises(ConfigurationError, match="rule|unit|at least"):
+    with pytest.raises(ConfigurationError, match=r"rule|unit|at least"):
         parse_rule(text)
 
 
 def test_rate_names() -> None:
     assert [r.name for r in parse_rule("1/second;2/minute;3/hour;4/day;5/30s;6/2 hours")] == [
-        "1/second", "2/minute", "3/hour", "4/day", "5/30s", "6/7200s"
+        "1/second",
+        "2/minute",
+        "3/hour",
+        "4/day",
+        "5/30s",
+        "6/7200s",
     ]
 
 
 def _decision(**kwargs: float) -> Decision:
     values: dict[str, float] = {
-        "allowed": True, "limit": 10, "remaining": 5, "reset_after": 30, "retry_after": 0,
+        "allowed": True,
+        "limit": 10,
+        "remaining": 5,
+        "reset_after": 30,
+        "retry_after": 0,
         "period": 60,
     }
     values.update(kwargs)
@@ -97,8 +121,7 @@ def test_headers_round_up_and_add_retry_after_on_refusal() -> None:
 
 def test_headers_for_several_rules_name_each_and_report_the_tightest() -> None:
     hourly = _decision(limit=100, period=3600, remaining=95, reset_after=180)
-    burst = _decision(allowed=False, limit=5, period=1, remaining=0, reset_after=1,
-                      retry_after=0.2)
+    burst = _decision(allowed=False, limit=5, period=1, remaining=0, reset_after=1, retry_after=0.2)
     headers = rate_limit_headers([hourly, burst])
     assert headers == {
         "RateLimit-Policy": '"100/hour";q=100;w=3600, "5/second";q=5;w=1',
@@ -110,9 +133,12 @@ def test_headers_for_several_rules_name_each_and_report_the_tightest() -> None:
 
 def test_retry_after_is_the_longest_wait_and_at_least_one() -> None:
     assert retry_after_seconds([_decision(allowed=False, retry_after=0.01)]) == 1
-    assert retry_after_seconds(
-        [_decision(allowed=False, retry_after=2.5), _decision(allowed=False, retry_after=7)]
-    ) == 7
+    assert (
+        retry_after_seconds(
+            [_decision(allowed=False, retry_after=2.5), _decision(allowed=False, retry_after=7)]
+        )
+        == 7
+    )
     assert retry_after_seconds([_decision()]) == 1
 
 
@@ -134,9 +160,7 @@ class BrokenStore:
             await anyio.sleep(10)
         raise ProviderError("store down")
 
-    async def hit_many(
-        self, buckets: object, *, cost: int = 1
-    ) -> list[Decision]:
+    async def hit_many(self, buckets: object, *, cost: int = 1) -> list[Decision]:
         return [await self.hit("k", limit=1, period=1)]
 
     async def aclose(self) -> None:

@@ -96,9 +96,7 @@ async def test_scopes_from_scp_and_permissions(
     issuer: FakeIssuer, clock: FixedClock, minter: TokenIssuer
 ) -> None:
     verifier = make_verifier(issuer, clock)
-    token = build_valid_token(
-        minter, scope="a", scp=["b", 7, ""], permissions=["c:read"], sid=""
-    )
+    token = build_valid_token(minter, scope="a", scp=["b", 7, ""], permissions=["c:read"], sid="")
     context = await verifier.verify(bearer(token))
     assert context is not None
     assert context.scopes == {"a", "b", "c:read"}
@@ -148,7 +146,9 @@ async def test_disallowed_algorithm_never_triggers_a_fetch(
 
 
 @pytest.mark.anyio
-async def test_token_without_kid(issuer: FakeIssuer, clock: FixedClock, minter: TokenIssuer) -> None:
+async def test_token_without_kid(
+    issuer: FakeIssuer, clock: FixedClock, minter: TokenIssuer
+) -> None:
     no_kid = compact(header(kid=None), minter.claims())
     verifier = make_verifier(issuer, clock)
     with pytest.raises(AuthenticationError, match="does not name"):
@@ -244,8 +244,14 @@ async def test_slow_issuer_hits_the_deadline(
 @pytest.mark.anyio
 @pytest.mark.parametrize(
     ("cache_control", "ttl"),
-    [("public, max-age=120", 120), ("max-age=5", 60), ("max-age=999999", 86400), (None, 300),
-     ("no-store", 60), ("max-age=abc", 300)],
+    [
+        ("public, max-age=120", 120),
+        ("max-age=5", 60),
+        ("max-age=999999", 86400),
+        (None, 300),
+        ("no-store", 60),
+        ("max-age=abc", 300),
+    ],
 )
 async def test_cache_control_sets_the_jwks_lifetime(
     issuer: FakeIssuer,
@@ -326,7 +332,7 @@ async def test_one_bad_key_does_not_break_the_set(
     issuer.rotate(
         {"kty": "RSA", "kid": "broken", "n": "!!", "e": "AQAB"},
         {"kty": "oct", "kid": "secret", "k": "c2VjcmV0"},
-        "not an object",  # type: ignore[arg-type]
+        "not an object",
         public_jwk(rsa_jwk()),
     )
     with caplog.at_level(logging.WARNING, logger="fastapi_authgate"):

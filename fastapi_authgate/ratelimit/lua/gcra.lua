@@ -14,7 +14,7 @@ if redis.replicate_commands then
   pcall(redis.replicate_commands) -- Redis < 5: allow writes after TIME
 end
 
-local EPSILON = 1e-6
+local EPSILON = 1e-5
 local cost = tonumber(ARGV[1])
 local now
 if ARGV[2] == '' then
@@ -31,7 +31,7 @@ local function step(tat, limit, period, c)
     used = tat - now
   end
   if c <= 0 then
-    local remaining = math.min(limit, math.max(0, math.floor((period - used) / interval + EPSILON)))
+    local remaining = math.min(limit, math.max(0, math.floor((period - used + EPSILON) / interval)))
     if remaining >= 1 then
       return { 1, remaining, used, 0 }
     end
@@ -39,10 +39,10 @@ local function step(tat, limit, period, c)
   end
   local after = used + c * interval
   if after - period > EPSILON then
-    local remaining = math.min(limit, math.max(0, math.floor((period - used) / interval + EPSILON)))
+    local remaining = math.min(limit, math.max(0, math.floor((period - used + EPSILON) / interval)))
     return { 0, remaining, used, after - period }
   end
-  local remaining = math.max(0, math.floor((period - after) / interval + EPSILON))
+  local remaining = math.max(0, math.floor((period - after + EPSILON) / interval))
   return { 1, remaining, after, 0, now + after }
 end
 
