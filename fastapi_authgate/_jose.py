@@ -392,8 +392,14 @@ _decoder = json.JSONDecoder(
 )
 
 
+def _b64decode(segment: str) -> bytes:
+    # the alphabet was checked by _COMPACT, so the plain decoder sees only valid characters
+    padded = segment.replace("-", "+").replace("_", "/") + "=" * (-len(segment) % 4)
+    return binascii.a2b_base64(padded)
+
+
 def _decode_object(segment: str) -> dict[str, Any]:
-    raw = base64.urlsafe_b64decode(segment + "=" * (-len(segment) % 4))
+    raw = _b64decode(segment)
     value = _decoder.decode(raw.decode("utf-8"))
     if type(value) is not dict:
         raise ValueError("not a JSON object")
@@ -420,7 +426,7 @@ def parse_compact(token: str, *, max_length: int = 8192) -> UnverifiedToken:
     try:
         header = _decode_object(head)
         claims = _decode_object(body)
-        signature = base64.urlsafe_b64decode(sig + "=" * (-len(sig) % 4))
+        signature = _b64decode(sig)
     except (ValueError, TypeError, RecursionError, binascii.Error) as exc:
         raise AuthenticationError(_MALFORMED) from exc
     alg = header.get("alg")

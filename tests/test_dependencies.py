@@ -7,6 +7,7 @@ from typing import Any
 import pytest
 from fastapi import Depends, FastAPI, Security, WebSocket
 from fastapi.testclient import TestClient
+from starlette.requests import Request
 from starlette.websockets import WebSocketDisconnect
 
 from fastapi_authgate import (
@@ -264,8 +265,6 @@ def test_websocket_provider_down_closes_1013() -> None:
 
 def test_context_is_on_request_state_and_scope() -> None:
     app, _ = build_app()
-
-    from starlette.requests import Request
 
     @app.get("/state2")
     async def state2(request: Request, auth: AuthContext = Depends(require_user)) -> dict[str, Any]:
