@@ -1,14 +1,17 @@
 """A minimal in-process ASGI driver: it calls the app directly, so the numbers measure the app.
 
 An HTTP client (even httpx over ``ASGITransport``) would add more per-request cost than the guards
-being measured and flatten every ratio towards 1. Routes are measured in interleaved rounds and
-the ratio is taken per round, then the median across rounds, so machine drift on a shared host
+being measured and flatten every ratio towards 1. Each variant is its own application with one
+route at the same path (a router matches routes in order, so the fifth route of one app pays for
+four failed matches that the first does not). Variants are measured in interleaved rounds and the
+ratio is taken per round, then the median across rounds, so machine drift on a shared host
 affects both sides of each ratio alike.
 """
 
 from __future__ import annotations
 
 import asyncio
+import gc
 import statistics
 import time
 from collections.abc import Callable, Sequence
@@ -74,22 +77,27 @@ async def _run(app: Any, path: str, headers_for: Callable[[int], Headers], n: in
 
 
 def measure(
-    app: Any,
-    routes: Sequence[tuple[str, str, Callable[[int], Headers]]],
+    routes: Sequence[tuple[str, Any, str, Callable[[int], Headers]]],
     *,
     requests_per_round: int,
     rounds: int,
 ) -> dict[str, list[float]]:
     """Throughput (requests/s) per route name, one entry per round, routes interleaved."""
-    results: dict[str, list[float]] = {name: [] for name, _, _ in routes}
+    results: dict[str, list[float]] = {name: [] for name, _, _, _ in routes}
 
     async def main() -> None:
-        for _name, path, headers_for in routes:  # warm-up: caches, JIT-free but allocator-warm
+        for _name, app, path, headers_for in routes:  # warm-up: caches and allocator
             await _run(app, path, headers_for, max(50, requests_per_round // 10))
-        for round_no in range(rounds):
-            order = routes if round_no % 2 == 0 else list(reversed(routes))
-            for name, path, headers_for in order:
-                results[name].append(await _run(app, path, headers_for, requests_per_round))
+        gc.collect()
+        gc.disable()  # a collection landing in one route's slice would be charged to that route
+        try:
+            for round_no in range(rounds):
+                order = routes if round_no % 2 == 0 else list(reversed(routes))
+                for name, app, path, headers_for in order:
+                    results[name].append(await _run(app, path, headers_for, requests_per_round))
+                gc.collect()
+        finally:
+            gc.enable()
 
     asyncio.run(main())
     return results

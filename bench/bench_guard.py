@@ -4,6 +4,7 @@ Routes (all return the same plain dict the same way, so only the guard differs):
 
 - ``bare``          no dependency
 - ``noop``          a no-op ``SecurityBase`` dependency: FastAPI's own floor for any guard
+- ``noop_scopes``   the same no-op also taking ``SecurityScopes``: the floor for a scope-aware guard
 - ``cached``        ``require_user`` with a repeated RS256 token (verified-token cache on)
 - ``rs256``         ``require_user`` semantics, token cache off, RS256
 - ``es256``         the same with ES256
@@ -33,12 +34,12 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import padding
 from fastapi import Depends, FastAPI, Security
 from fastapi.openapi.models import HTTPBearer as HTTPBearerModel
-from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer, SecurityScopes
 from fastapi.security.base import SecurityBase
 from starlette.requests import HTTPConnection
 
 from bench._driver import Headers, measure, ratio
-from fastapi_authgate import AuthContext, AuthDependency, AuthGate, Credentials, require_user
+from fastapi_authgate import AuthGate, Credentials, require_user
 from fastapi_authgate.providers.dev import DevIssuer
 
 BODY = {"ok": True}
@@ -52,6 +53,17 @@ class NoopGuard(SecurityBase):
         self.scheme_name = "Noop"
 
     async def __call__(self, request: HTTPConnection) -> None:
+        return None
+
+
+class NoopScopesGuard(SecurityBase):
+    """The floor for a scope-aware guard: a no-op that asks FastAPI for ``SecurityScopes``."""
+
+    def __init__(self) -> None:
+        self.model = HTTPBearerModel()
+        self.scheme_name = "NoopScopes"
+
+    async def __call__(self, request: HTTPConnection, security_scopes: SecurityScopes) -> None:
         return None
 
 
@@ -94,19 +106,38 @@ def serve_jwks(jwks: dict[str, Any]) -> str:
     return f"http://127.0.0.1:{server.server_address[1]}/jwks.json"
 
 
-def build() -> tuple[FastAPI, dict[str, Headers], Any]:
+def _app(gate: AuthGate, guard: Any | None, *, param: bool) -> FastAPI:
+    """One application, one route at ``/r``: the same setup for every variant."""
+    app = FastAPI()
+    gate.install(app)
+    if guard is None:
+
+        @app.get("/r")
+        async def bare() -> dict[str, bool]:
+            return {"ok": True}
+
+    elif param:
+
+        @app.get("/r")
+        async def guarded(auth: Any = Depends(guard)) -> dict[str, bool]:
+            return {"ok": True}
+
+    else:
+
+        @app.get("/r", dependencies=[Depends(guard)])
+        async def guarded_by_list() -> dict[str, bool]:
+            return {"ok": True}
+
+    return app
+
+
+def build() -> tuple[dict[str, FastAPI], dict[str, Headers], Any]:
     rs = DevIssuer(algorithm="RS256", issuer="https://bench.example")
     es = DevIssuer(algorithm="ES256", issuer="https://bench.example")
     rs_token = rs.issue("bench-user", scopes=["read"], ttl=3600)
     es_token = es.issue("bench-user", scopes=["read"], ttl=3600)
 
-    app = FastAPI()
-    AuthGate(rs.verifier()).install(app)
-    rs256_uncached = AuthDependency(gate=AuthGate(rs.verifier(token_cache_size=0)))
-    es256_uncached = AuthDependency(gate=AuthGate(es.verifier(token_cache_size=0)))
-
     public_key = jwt.PyJWK(rs.jwks["keys"][0]).key
-    raw_guard = RawRSAGuard(public_key)
     jwks_client = jwt.PyJWKClient(serve_jwks(rs.jwks))
     pyjwt_bearer = HTTPBearer()
 
@@ -122,40 +153,25 @@ def build() -> tuple[FastAPI, dict[str, Headers], Any]:
             options={"require": ["exp", "iss", "sub"]},
         )
 
-    @app.get("/bare")
-    async def bare() -> dict[str, bool]:
-        return BODY
+    def gate(verifier: Any = None) -> AuthGate:
+        return AuthGate(verifier or rs.verifier())
 
-    @app.get("/noop", dependencies=[Depends(NoopGuard())])
-    async def noop() -> dict[str, bool]:
-        return BODY
-
-    @app.get("/cached")
-    async def cached(auth: AuthContext = Depends(require_user)) -> dict[str, bool]:
-        return BODY
-
-    @app.get("/rs256")
-    async def rs256(auth: AuthContext = Depends(rs256_uncached)) -> dict[str, bool]:
-        return BODY
-
-    @app.get("/es256")
-    async def es256(auth: AuthContext = Depends(es256_uncached)) -> dict[str, bool]:
-        return BODY
-
-    @app.get("/raw_rsa", dependencies=[Depends(raw_guard)])
-    async def raw_rsa() -> dict[str, bool]:
-        return BODY
-
-    @app.get("/pyjwt")
-    async def pyjwt_route(claims: dict[str, Any] = Depends(pyjwt_user)) -> dict[str, bool]:
-        return BODY
-
+    apps = {
+        "bare": _app(gate(), None, param=False),
+        "noop": _app(gate(), NoopGuard(), param=True),
+        "noop_scopes": _app(gate(), NoopScopesGuard(), param=True),
+        "cached": _app(gate(), require_user, param=True),
+        "rs256": _app(gate(rs.verifier(token_cache_size=0)), require_user, param=True),
+        "es256": _app(gate(es.verifier(token_cache_size=0)), require_user, param=True),
+        "raw_rsa": _app(gate(), RawRSAGuard(public_key), param=True),
+        "pyjwt": _app(gate(), pyjwt_user, param=True),
+    }
     headers = {
         "rs": [(b"authorization", f"Bearer {rs_token}".encode())],
         "es": [(b"authorization", f"Bearer {es_token}".encode())],
     }
     verifier = rs.verifier(token_cache_size=0)
-    return app, headers, (verifier, rs_token, public_key)
+    return apps, headers, (verifier, rs_token, public_key)
 
 
 def verification_alone(verifier: Any, token: str, public_key: Any, n: int) -> float:
@@ -185,25 +201,18 @@ def verification_alone(verifier: Any, token: str, public_key: Any, n: int) -> fl
 
 def main() -> None:
     quick = "--quick" in sys.argv
-    app, headers, (verifier, rs_token, public_key) = build()
+    apps, headers, (verifier, rs_token, public_key) = build()
     rs, es = headers["rs"], headers["es"]
     routes = [
-        ("bare", "/bare", lambda i: rs),
-        ("noop", "/noop", lambda i: rs),
-        ("cached", "/cached", lambda i: rs),
-        ("rs256", "/rs256", lambda i: rs),
-        ("es256", "/es256", lambda i: es),
-        ("raw_rsa", "/raw_rsa", lambda i: rs),
-        ("pyjwt", "/pyjwt", lambda i: rs),
+        (name, app, "/r", (lambda i, h=(es if name == "es256" else rs): h))
+        for name, app in apps.items()
     ]
-    results = measure(
-        app, routes, requests_per_round=300 if quick else 1500, rounds=3 if quick else 7
-    )
-    print(f"{'route':<10} {'req/s (median)':>15} {'x bare':>8} {'x noop':>8}")
-    for name, _, _ in routes:
+    results = measure(routes, requests_per_round=200 if quick else 400, rounds=15 if quick else 41)
+    print(f"{'route':<12} {'req/s (median)':>15} {'x bare':>8} {'x noop':>8}")
+    for name, _, _, _ in routes:
         rps = statistics.median(results[name])
         print(
-            f"{name:<10} {rps:>15,.0f} {ratio(results, name, 'bare'):>8.3f}"
+            f"{name:<12} {rps:>15,.0f} {ratio(results, name, 'bare'):>8.3f}"
             f" {ratio(results, name, 'noop'):>8.3f}"
         )
     print()

@@ -17,7 +17,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from types import MappingProxyType
-from typing import Any, Literal
+from typing import Any, Literal, NamedTuple
 
 __all__ = ["AuthContext", "CredentialKind", "Credentials", "Decision", "User", "freeze_mapping"]
 
@@ -70,13 +70,20 @@ class AuthContext:
         return self.scopes.issuperset(required)
 
 
-@dataclass(frozen=True, slots=True)
-class Credentials:
-    """Raw credentials found on one connection, for verifiers only. ``repr`` never shows them."""
+class Credentials(NamedTuple):
+    """Raw credentials found on one connection, for verifiers only. ``repr`` never shows them.
 
-    bearer: str | None = field(default=None, repr=False)
-    cookies: Mapping[str, str] = field(default_factory=lambda: _EMPTY, repr=False)
-    api_key: str | None = field(default=None, repr=False)
+    A named tuple rather than a frozen dataclass: one is built for every guarded request that is
+    not already authenticated, and a tuple is built in half the time while being just as immutable.
+    """
+
+    bearer: str | None = None
+    cookies: Mapping[str, str] = _EMPTY
+    api_key: str | None = None
+
+    def __repr__(self) -> str:
+        shown = [name for name in ("bearer", "api_key") if getattr(self, name) is not None]
+        return f"Credentials(present={shown + (['cookies'] if self.cookies else [])})"
 
     @property
     def present(self) -> bool:

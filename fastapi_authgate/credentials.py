@@ -1,15 +1,19 @@
-"""Reads credentials off a connection: the bearer token, the cookies and an API key. No checking.
+"""Reads credentials off a connection: the bearer token, the cookies and an API key.
 
 It walks the raw ASGI header list once instead of building starlette's ``Headers`` and cookie
 objects, because it runs on every guarded request. Cookies are parsed only when a ``Cookie`` header
-is present. A bearer credential that is present but malformed (RFC 6750 section 2.1 ``b64token``
-syntax, or sent twice) is an :class:`AuthenticationError`; another scheme (``Basic``) is simply not
-a bearer token, so the request may still authenticate with a cookie.
+is present. Another scheme (``Basic``) is simply not a bearer token, so the request may still
+authenticate with a cookie.
+
+A bearer credential that is present but malformed (RFC 6750 section 2.1 ``b64token`` syntax, over
+16 KiB, or sent twice) is an :class:`AuthenticationError`. The alphabet check runs on the raw
+header bytes with ``bytes.translate``, a C loop several times cheaper than a regular expression or
+``str.isprintable`` on a 1 KiB token, because it precedes even the verified-token cache lookup.
 """
 
 from __future__ import annotations
 
-import re
+import string
 from collections.abc import Mapping
 from http.cookies import CookieError
 
@@ -20,19 +24,27 @@ from fastapi_authgate.errors import AuthenticationError
 
 __all__ = ["parse_bearer", "read_credentials"]
 
-_B64TOKEN = re.compile(r"[A-Za-z0-9\-._~+/]+=*")
+_B64TOKEN_ALPHABET = (string.ascii_letters + string.digits + "-._~+/=").encode("ascii")
+_MAX_BEARER = 16 * 1024
 _MAX_COOKIE_HEADER = 16 * 1024
 
 
-def parse_bearer(value: str) -> str | None:
+def parse_bearer(value: str | bytes) -> str | None:
     """The token of an ``Authorization: Bearer <token>`` value; ``None`` for other schemes."""
-    scheme, sep, rest = value.partition(" ")
-    if scheme.lower() != "bearer":
+    raw = value.encode("latin-1", "replace") if isinstance(value, str) else value
+    scheme, sep, rest = raw.partition(b" ")
+    if scheme.lower() != b"bearer":
         return None
-    token = rest.strip(" ")
-    if not sep or not token or _B64TOKEN.fullmatch(token) is None:
+    token = rest.strip(b" ")
+    if (
+        not sep
+        or not token
+        or len(token) > _MAX_BEARER
+        or token.translate(None, _B64TOKEN_ALPHABET)
+        or b"=" in token.rstrip(b"=")
+    ):
         raise AuthenticationError("Malformed bearer credentials")
-    return token
+    return token.decode("ascii")
 
 
 def _parse_cookies(raw: str) -> Mapping[str, str]:
@@ -57,7 +69,7 @@ def read_credentials(
             if seen_authorization:
                 raise AuthenticationError("Multiple Authorization headers")
             seen_authorization = True
-            bearer = parse_bearer(value.decode("latin-1"))
+            bearer = parse_bearer(value)
         elif name == b"cookie":
             text = value.decode("latin-1")
             cookie_header = text if cookie_header is None else f"{cookie_header}; {text}"
