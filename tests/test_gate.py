@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
 import pytest
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
@@ -98,16 +101,18 @@ class ClosingVerifier(TableVerifier):
 
 def test_install_runs_startup_and_shutdown_around_the_app_lifespan() -> None:
     verifier = ClosingVerifier()
-    app = FastAPI()
 
-    @app.on_event("startup")
-    async def app_startup() -> None:
+    @asynccontextmanager
+    async def app_lifespan(app: FastAPI) -> AsyncIterator[None]:
         verifier.events.append("app-startup")
+        yield
+        verifier.events.append("app-shutdown")
 
+    app = FastAPI(lifespan=app_lifespan)
     AuthGate(verifier).install(app)
     with TestClient(app):
         assert verifier.events == ["startup", "app-startup"]
-    assert verifier.events == ["startup", "app-startup", "aclose"]
+    assert verifier.events == ["startup", "app-startup", "app-shutdown", "aclose"]
 
 
 def test_of_without_install_is_a_configuration_error() -> None:
