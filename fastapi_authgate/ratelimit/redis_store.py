@@ -56,7 +56,7 @@ class RedisStore:
 
     def __init__(
         self,
-        client: aioredis.Redis[Any],
+        client: aioredis.Redis,
         *,
         prefix: str = "authgate:",
         clock: Clock | None = None,
