@@ -1,21 +1,18 @@
-"""The only importer of python-jose: strict compact-JWS parsing, typed keys and claim checks.
+"""The only importer of python-jose: typed keys, signing, and signature checks under an allow-list.
 
 python-jose's ``jwt.decode`` accepts any algorithm unless told otherwise, re-parses the token on
-every call and builds a key object per call. This module uses python-jose for what it does well
-(turning a JWK into a ``cryptography`` key and running the signature primitive) and does the rest
-itself, in one pass per token:
+every call and builds a key object per call. This module uses python-jose only for what it does
+well (turning a JWK into a ``cryptography`` key and running the signature primitive); parsing
+lives in :mod:`fastapi_authgate._jws` and claim checks in :mod:`fastapi_authgate._claims`, which
+need no python-jose at all. Here:
 
-* :func:`parse_compact` splits once, checks the base64url alphabet and a size cap, and decodes the
-  header and payload as strict JSON objects (no duplicate keys, no ``NaN``); ``alg: none`` in any
-  casing, JWE, unknown ``crit`` and ``b64: false`` are refused. ``jku``/``x5u``/``jwk``/``x5c``
-  header members are never read.
 * :class:`JoseKey` is built once per key when a JWKS arrives, with its ``kty``/``crv``/size checked
   against exactly one algorithm; :class:`KeySet` picks a key by ``kid`` (never "try every key").
 * :func:`verify_signature` checks the algorithm against an explicit allow-list and the key, then
-  calls the prepared key. HMAC is refused for asymmetric issuers, and PEM text is never an HMAC
-  secret (the CVE-2024-33663 family).
-* :func:`validate_claims` checks ``exp``/``nbf``/``iat``/``iss``/``aud``/``sub`` with a bounded
-  leeway against an injected ``now``.
+  calls the prepared key. HMAC is refused for asymmetric issuers, and an HMAC secret can only come
+  from an ``oct`` JWK, never from PEM/SSH text (the CVE-2024-33663 family).
+* :func:`check_algorithms` validates an allow-list once, at configuration time; :func:`sign` and
+  :func:`generate_private_jwk` serve the development issuer and the tests.
 
 Every failure on client input, whatever library raised it, becomes an
 :class:`~fastapi_authgate.errors.AuthenticationError` with a fixed description that never echoes
@@ -25,37 +22,31 @@ the token or its ``kid``.
 from __future__ import annotations
 
 import base64
-import binascii
 import json
 import logging
-import math
-import re
 import secrets
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Final
+from typing import Any, Final, Protocol
 
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from jose import jwk as jose_jwk
 from jose.backends import ECKey, RSAKey
+from jose.utils import is_pem_format, is_ssh_key
 
 from fastapi_authgate.errors import AuthenticationError, ConfigurationError
-from fastapi_authgate.settings import MAX_LEEWAY_SECONDS
 
 __all__ = [
     "ASYMMETRIC_ALGORITHMS",
-    "ClaimsPolicy",
     "HMAC_ALGORITHMS",
     "JoseKey",
     "KeySet",
     "SUPPORTED_ALGORITHMS",
-    "UnverifiedToken",
+    "SignedToken",
     "check_algorithms",
     "generate_private_jwk",
-    "parse_compact",
     "public_jwk",
     "sign",
-    "validate_claims",
     "verify_signature",
 ]
 
@@ -77,17 +68,9 @@ _ALG_FOR_CURVE: Final = {crv: alg for alg, crv in _CURVE_FOR_ALG.items()}
 _HMAC_MIN_BYTES: Final = {"HS256": 32, "HS384": 48, "HS512": 64}
 _MIN_RSA_BITS: Final = 2048
 _PRIVATE_MEMBERS: Final = frozenset({"d", "p", "q", "dp", "dq", "qi", "oth", "k"})
-_UNDERSTOOD_CRIT: Final[frozenset[str]] = frozenset()
-# 9999-12-31T23:59:59Z: later instants cannot become a datetime, so they are refused outright.
-_MAX_TIMESTAMP: Final = 253_402_300_799
-_COMPACT: Final = re.compile(r"[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*")
 
-_MALFORMED: Final = "The token is malformed"
 _BAD_SIGNATURE: Final = "The token signature is invalid"
 _BAD_ALGORITHM: Final = "The token algorithm is not allowed"
-
-
-# --------------------------------------------------------------------------------- key material
 
 
 def generate_private_jwk(alg: str, *, kid: str) -> dict[str, Any]:
@@ -184,6 +167,9 @@ class JoseKey:
         else:
             if len(prepared) < _HMAC_MIN_BYTES[alg]:
                 raise ConfigurationError(f"{alg} secret shorter than {_HMAC_MIN_BYTES[alg]} bytes")
+            # python-jose refuses PEM/SSH text as a raw HMAC secret but not inside a JWK's ``k``
+            if is_pem_format(prepared) or is_ssh_key(prepared):
+                raise ConfigurationError("an asymmetric key cannot be an HMAC secret")
             signer = built
         return cls(kid=kid, alg=alg, kty=kty, _verifier=built, _signer=signer)
 
@@ -202,7 +188,9 @@ def _key_algorithm(jwk: Mapping[str, Any], kty: str, default_alg: str | None) ->
     alg = declared or default_alg
     if kty == "EC":
         crv = jwk.get("crv")
-        if crv not in _ALG_FOR_CURVE:
+        # a list or object here is unhashable: test the type first so it is a skipped key,
+        # not a TypeError that breaks the whole JWKS
+        if type(crv) is not str or crv not in _ALG_FOR_CURVE:
             raise ConfigurationError("unsupported EC curve (crv must be P-256, P-384 or P-521)")
         alg = alg or _ALG_FOR_CURVE[crv]
         if _CURVE_FOR_ALG.get(alg) != crv:
@@ -363,101 +351,24 @@ def _b64encode(data: bytes) -> str:
     return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
 
 
-# ------------------------------------------------------------------------------------- parsing
+class SignedToken(Protocol):
+    """What :func:`verify_signature` reads from a parsed token.
 
-
-@dataclass(frozen=True, slots=True)
-class UnverifiedToken:
-    """A compact JWS split and decoded, but not yet trusted in any way."""
-
-    header: Mapping[str, Any]
-    claims: Mapping[str, Any]
-    signing_input: bytes
-    signature: bytes
-
-
-def _object_without_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    result = dict(pairs)
-    if len(result) != len(pairs):
-        raise ValueError("duplicate member")
-    return result
-
-
-def _refuse_constant(name: str) -> Any:
-    raise ValueError("non-standard JSON constant")
-
-
-_decoder = json.JSONDecoder(
-    object_pairs_hook=_object_without_duplicates, parse_constant=_refuse_constant
-)
-
-
-def _b64decode(segment: str) -> bytes:
-    # the alphabet was checked by _COMPACT, so the plain decoder sees only valid characters
-    padded = segment.replace("-", "+").replace("_", "/") + "=" * (-len(segment) % 4)
-    return binascii.a2b_base64(padded)
-
-
-def _decode_object(segment: str) -> dict[str, Any]:
-    raw = _b64decode(segment)
-    value = _decoder.decode(raw.decode("utf-8"))
-    if type(value) is not dict:
-        raise ValueError("not a JSON object")
-    return value
-
-
-def parse_compact(token: str, *, max_length: int = 8192) -> UnverifiedToken:
-    """Split and decode a compact JWS, strictly, without trusting anything in it.
-
-    Raises:
-        AuthenticationError: too long, not three base64url parts, header or payload not a JSON
-            object (or with duplicate members), JWE, ``alg`` missing or ``none``, ``b64: false``
-            or a ``crit`` member this package does not understand.
+    :class:`fastapi_authgate._jws.UnverifiedToken` fits it. A protocol rather than an import,
+    because ``_jws`` sits in the same layer and layers import strictly downward.
     """
-    if not isinstance(token, str):
-        raise AuthenticationError(_MALFORMED)
-    if len(token) > max_length:
-        raise AuthenticationError("The token is too large")
-    if _COMPACT.fullmatch(token) is None:
-        if token.count(".") == 4:
-            raise AuthenticationError("Encrypted tokens are not accepted")
-        raise AuthenticationError(_MALFORMED)
-    head, body, sig = token.split(".")
-    try:
-        header = _decode_object(head)
-        claims = _decode_object(body)
-        signature = _b64decode(sig)
-    except (ValueError, TypeError, RecursionError, binascii.Error) as exc:
-        raise AuthenticationError(_MALFORMED) from exc
-    alg = header.get("alg")
-    if type(alg) is not str:
-        raise AuthenticationError(_MALFORMED)
-    if alg.lower() == "none":
-        raise AuthenticationError("Unsigned tokens are not accepted")
-    if "enc" in header:
-        raise AuthenticationError("Encrypted tokens are not accepted")
-    kid = header.get("kid")
-    if kid is not None and type(kid) is not str:
-        raise AuthenticationError(_MALFORMED)
-    if "crit" in header:
-        crit = header["crit"]
-        if (
-            type(crit) is not list
-            or not crit
-            or not all(type(name) is str and name in _UNDERSTOOD_CRIT for name in crit)
-        ):
-            raise AuthenticationError("The token uses an unsupported critical header")
-    if "b64" in header and header["b64"] is not True:
-        raise AuthenticationError("Unencoded payloads are not accepted")
-    return UnverifiedToken(
-        header=header,
-        claims=claims,
-        signing_input=token[: len(head) + 1 + len(body)].encode("ascii"),
-        signature=signature,
-    )
+
+    @property
+    def header(self) -> Mapping[str, Any]: ...
+
+    @property
+    def signing_input(self) -> bytes: ...
+
+    @property
+    def signature(self) -> bytes: ...
 
 
-def verify_signature(token: UnverifiedToken, key: JoseKey, algorithms: frozenset[str]) -> None:
+def verify_signature(token: SignedToken, key: JoseKey, algorithms: frozenset[str]) -> None:
     """Check the signature of ``token`` with ``key``, under an explicit algorithm allow-list.
 
     Raises:
@@ -475,95 +386,3 @@ def verify_signature(token: UnverifiedToken, key: JoseKey, algorithms: frozenset
         raise AuthenticationError(_BAD_SIGNATURE) from exc
     if valid is not True:
         raise AuthenticationError(_BAD_SIGNATURE)
-
-
-# -------------------------------------------------------------------------------------- claims
-
-
-@dataclass(frozen=True, slots=True)
-class ClaimsPolicy:
-    """What a verified token's claims must satisfy.
-
-    ``issuer`` ``None`` skips the ``iss`` check; an empty ``audiences`` skips the ``aud`` check
-    (a present ``aud`` must still be well-formed). ``leeway`` is the clock skew in seconds allowed
-    on ``exp``/``nbf``/``iat``.
-
-    Raises:
-        ConfigurationError: negative, non-finite or too large (> 300 s) leeway.
-    """
-
-    issuer: str | None
-    audiences: frozenset[str]
-    leeway: float = 30
-    require_sub: bool = True
-
-    def __post_init__(self) -> None:
-        leeway = self.leeway
-        if (
-            isinstance(leeway, bool)
-            or not isinstance(leeway, int | float)
-            or not math.isfinite(leeway)
-            or not 0 <= leeway <= MAX_LEEWAY_SECONDS
-        ):
-            raise ConfigurationError(
-                f"leeway must be between 0 and {MAX_LEEWAY_SECONDS} seconds "
-                "(AUTHGATE_LEEWAY_SECONDS)"
-            )
-
-
-def _timestamp(value: Any) -> float | None:
-    """The value as a finite number within datetime's range, else ``None`` (bools excluded)."""
-    kind = type(value)
-    if (kind is int or (kind is float and math.isfinite(value))) and abs(value) <= _MAX_TIMESTAMP:
-        return float(value)
-    return None
-
-
-def validate_claims(claims: Mapping[str, Any], policy: ClaimsPolicy, *, now: float) -> None:
-    """Check the registered claims of a token whose signature was verified.
-
-    Raises:
-        AuthenticationError: ``exp`` missing or not a number, expired, ``nbf`` or ``iat`` in the
-            future (beyond the leeway), ``iss`` not the issuer, ``aud`` not ours or malformed,
-            ``sub`` missing or not a non-empty string.
-    """
-    leeway = policy.leeway
-    if "exp" not in claims:
-        raise AuthenticationError("The token has no expiry")
-    exp = _timestamp(claims["exp"])
-    if exp is None:
-        raise AuthenticationError("The token expiry is invalid")
-    if now - leeway >= exp:
-        raise AuthenticationError("The token has expired")
-    if "nbf" in claims:
-        nbf = _timestamp(claims["nbf"])
-        if nbf is None:
-            raise AuthenticationError("The token not-before time is invalid")
-        if nbf > now + leeway:
-            raise AuthenticationError("The token is not valid yet")
-    if "iat" in claims:
-        iat = _timestamp(claims["iat"])
-        if iat is None:
-            raise AuthenticationError("The token issue time is invalid")
-        if iat > now + leeway:
-            raise AuthenticationError("The token was issued in the future")
-    if policy.issuer is not None:
-        iss = claims.get("iss")
-        if type(iss) is not str or iss != policy.issuer:
-            raise AuthenticationError("The token issuer is not accepted")
-    if "aud" in claims or policy.audiences:
-        _check_audience(claims.get("aud"), policy.audiences)
-    sub = claims.get("sub")
-    if (policy.require_sub or "sub" in claims) and (type(sub) is not str or not sub):
-        raise AuthenticationError("The token subject is missing or invalid")
-
-
-def _check_audience(aud: Any, audiences: frozenset[str]) -> None:
-    if type(aud) is str:
-        granted: frozenset[str] | tuple[str] = (aud,)
-    elif type(aud) is list and aud and all(type(item) is str for item in aud):
-        granted = frozenset(aud)
-    else:
-        raise AuthenticationError("The token audience is missing or invalid")
-    if audiences and audiences.isdisjoint(granted):
-        raise AuthenticationError("The token is not meant for this audience")

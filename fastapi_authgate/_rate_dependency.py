@@ -55,6 +55,7 @@ from fastapi_authgate.ratelimit.hooks import (
     ResponseHooksMiddleware,
 )
 from fastapi_authgate.ratelimit.limiter import (
+    HeaderTemplate,
     Rate,
     RateLimiter,
     parse_rule,
@@ -83,6 +84,9 @@ WS_TRY_AGAIN_LATER = 1013
 _counter = itertools.count(1)
 _MAX_ROUTES = 4096
 
+_Namespace = tuple[str, str, str]
+"""``(key base, key base with the key kind, label for logs)`` of one route, built once."""
+
 
 class _Gate(Protocol):
     limiter: RateLimiter
@@ -94,15 +98,6 @@ class _Gate(Protocol):
 def is_client_error(status: int) -> bool:
     """The default failure test of ``count="failures"``: 400 <= status < 500."""
     return 400 <= status < 500
-
-
-def _gate(conn: HTTPConnection) -> _Gate:
-    try:
-        return cast(_Gate, conn.app.state.authgate)
-    except AttributeError:
-        raise ConfigurationError(
-            "rate_limited() needs an AuthGate on the app: call gate.install(app)"
-        ) from None
 
 
 def _parse_key(key: str | KeyFunc) -> tuple[str, str | None, KeyFunc | None]:
@@ -163,33 +158,45 @@ def rate_limited(
     rates = parse_rule(rule)
     kind, field, key_func = _parse_key(key)
     failure_test = _failure_test(count)
+    headers_of = HeaderTemplate(rates)
+    by_ip = kind == "ip"
     kind_segment = f"{kind}:{field}:" if field is not None else f"{kind}:"
-    fixed_base = None if name is None else f"rl:{name}:"
-    fallback_base = f"rl:{rule}#{next(_counter)}:"
-    bases: dict[tuple[int, str], tuple[object, str]] = {}  # routes may be unhashable
+
+    def namespace(text: str) -> _Namespace:
+        base = f"rl:{text}:"
+        return base, base + kind_segment, f"{rule!r} on {text}"
+
+    fixed = None if name is None else namespace(name)
+    fallback = namespace(f"{rule}#{next(_counter)}")
+    bases: dict[tuple[int, str], tuple[object, _Namespace]] = {}  # routes may be unhashable
+    last: tuple[object, str, _Namespace] | None = None  # most dependencies guard one route
     warned_no_hooks = False
 
-    def base_of(scope: Scope) -> str:
-        if fixed_base is not None:
-            return fixed_base
+    def namespace_of(scope: Scope) -> _Namespace:
+        nonlocal last
+        if fixed is not None:
+            return fixed
         route = scope.get("route")
+        root = scope.get("root_path", "")
+        seen = last
+        if seen is not None and seen[0] is route and seen[1] == root:
+            return seen[2]
         path = getattr(route, "path", None)
         if not isinstance(path, str):
-            return fallback_base
-        root = scope.get("root_path", "")
+            return fallback
         cached = bases.get((id(route), root))
         if cached is not None and cached[0] is route:
-            return cached[1]
-        methods = getattr(route, "methods", None)
-        verbs = ",".join(sorted(methods)) + " " if methods else ""
-        base = f"rl:{verbs}{root}{path}:"
-        if len(bases) < _MAX_ROUTES:
-            bases[(id(route), root)] = (route, base)
-        return base
+            found = cached[1]
+        else:
+            methods = getattr(route, "methods", None)
+            verbs = ",".join(sorted(methods)) + " " if methods else ""
+            found = namespace(f"{verbs}{root}{path}")
+            if len(bases) < _MAX_ROUTES:
+                bases[(id(route), root)] = (route, found)
+        last = (route, root, found)
+        return found
 
     async def key_of(gate: _Gate, conn: HTTPConnection) -> str:
-        if kind == "ip":
-            return kind_segment + gate.client_ip.key(conn)
         if kind == "user":
             return kind_segment + (await _authenticated(gate, conn)).subject
         if kind == "metadata":
@@ -205,28 +212,38 @@ def rate_limited(
 
     async def rate_limit(request: HTTPConnection, response: Response) -> None:
         nonlocal warned_no_hooks
-        gate = _gate(request)
-        limiter = gate.limiter
         scope = request.scope
-        base = base_of(scope)
-        full_key = base + await key_of(gate, request)
+        try:
+            gate: _Gate = scope["app"].state.authgate
+        except AttributeError:
+            raise ConfigurationError(
+                "rate_limited() needs an AuthGate on the app: call gate.install(app)"
+            ) from None
+        limiter = gate.limiter
+        base, ip_base, label = namespace_of(scope)
+        if by_ip:
+            full_key = ip_base + gate.client_ip.key(request)
+        else:
+            full_key = base + await key_of(gate, request)
         is_http = scope["type"] == "http"
         deferred = failure_test is not None and is_http
-        decisions = await limiter.check(full_key, rates, cost=0 if deferred else 1)
+        cost = 0 if deferred else 1
+        if limiter.in_process:  # the memory store: no deadline, no coroutine
+            decisions = limiter.check_now(full_key, rates, cost=cost)
+        else:
+            decisions = await limiter.check(full_key, rates, cost=cost)
         if not decisions:
             return  # the store failed open
         allowed = decisions[0].allowed if len(decisions) == 1 else _all_allowed(decisions)
         if not allowed:
-            limiter.record_refusal(f"{rule!r} on {base[3:-1]}", shadow=shadow)
+            limiter.record_refusal(label, shadow=shadow)
             if not shadow:
                 if not is_http:
                     raise WebSocketException(WS_TRY_AGAIN_LATER, "Too many requests")
                 headers = rate_limit_headers(decisions)
                 raise RateLimitExceeded(retry_after=retry_after_seconds(decisions), headers=headers)
         elif is_http and not shadow:
-            raw = response.headers.raw
-            for header, value in rate_limit_headers(decisions).items():
-                raw.append((header.lower().encode("latin-1"), value.encode("latin-1")))
+            response.headers.raw.extend(headers_of.allowed(decisions))
         if deferred:
             hooks = cast("list[ResponseHook] | None", scope.get(RESPONSE_HOOKS_KEY))
             if hooks is None:

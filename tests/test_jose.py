@@ -14,18 +14,17 @@ from hypothesis import strategies as st
 from joserfc import jwt as rfc_jwt
 from joserfc.jwk import KeySet as RfcKeySet
 
+from fastapi_authgate._claims import ClaimsPolicy, validate_claims
 from fastapi_authgate._jose import (
-    ClaimsPolicy,
     JoseKey,
     KeySet,
     check_algorithms,
     generate_private_jwk,
-    parse_compact,
     public_jwk,
     sign,
-    validate_claims,
     verify_signature,
 )
+from fastapi_authgate._jws import parse_compact
 from fastapi_authgate.errors import AuthenticationError, ConfigurationError
 from tests.tokens import (
     MISSING,

@@ -16,6 +16,8 @@ LAYERS: dict[str, int] = {
     "settings": 1,
     "_redact": 1,
     "_jose": 2,
+    "_jws": 2,
+    "_claims": 2,
     "_http": 2,
     "credentials": 2,
     "client_ip": 2,

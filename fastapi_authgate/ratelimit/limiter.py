@@ -29,8 +29,8 @@ import math
 import re
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Literal
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Literal, Protocol, cast
 
 import anyio
 
@@ -44,6 +44,8 @@ if TYPE_CHECKING:
 __all__ = [
     "EPSILON",
     "FailureMode",
+    "HeaderTemplate",
+    "InProcessStore",
     "LimiterStats",
     "Rate",
     "RateLimiter",
@@ -86,15 +88,18 @@ def _rule_name(limit: int, period: float) -> str:
 
 @dataclass(frozen=True, slots=True)
 class Rate:
-    """At most ``limit`` requests per ``period`` seconds, in a burst of up to ``limit``."""
+    """At most ``limit`` requests per ``period`` seconds, in a burst of up to ``limit``.
+
+    ``name`` is the canonical text, also the policy name in headers (``10/minute``, ``5/30s``);
+    it is computed once here because the limiter puts it in every bucket key.
+    """
 
     limit: int
     period: int
+    name: str = field(init=False, repr=False, compare=False)
 
-    @property
-    def name(self) -> str:
-        """Canonical text, also the policy name in headers: ``10/minute``, ``5/30s``."""
-        return _rule_name(self.limit, self.period)
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "name", _rule_name(self.limit, self.period))
 
 
 def parse_rule(text: str) -> tuple[Rate, ...]:
@@ -148,7 +153,8 @@ def gcra_step(
     if after - period > EPSILON:
         remaining = min(limit, max(0, math.floor((period - used + EPSILON) / interval)))
         return Decision(False, limit, remaining, used, after - period, period), None
-    remaining = max(0, math.floor((period - after + EPSILON) / interval))
+    # after <= period + EPSILON here, so the quotient is >= 0 and int() is floor().
+    remaining = int((period - after + EPSILON) / interval)
     return Decision(True, limit, remaining, after, 0.0, period), now + after
 
 
@@ -166,7 +172,10 @@ _POLICY_CACHE_MAX = 1024
 
 
 def _policies(decisions: Sequence[Decision]) -> tuple[str, tuple[str, ...]]:
-    shape = tuple((d.limit, d.period) for d in decisions)
+    return _policies_of(tuple((d.limit, d.period) for d in decisions))
+
+
+def _policies_of(shape: tuple[tuple[int, float], ...]) -> tuple[str, tuple[str, ...]]:
     cached = _policy_cache.get(shape)
     if cached is None:
         if len(shape) == 1:
@@ -211,6 +220,33 @@ def rate_limit_headers(decisions: Sequence[Decision]) -> dict[str, str]:
     return headers
 
 
+class HeaderTemplate:
+    """The headers of one route's rules with their fixed parts built once, for the hot path.
+
+    :meth:`allowed` gives exactly the (lower-cased, encoded) headers :func:`rate_limit_headers`
+    gives for an allowed request, without building a dict per request: ``RateLimit-Policy`` depends
+    only on the rules, so it is encoded here, and the rule names of ``RateLimit`` are looked up
+    from the same table.
+    """
+
+    __slots__ = ("_names", "_policy")
+
+    def __init__(self, rates: Sequence[Rate]) -> None:
+        policy, self._names = _policies_of(tuple((rate.limit, rate.period) for rate in rates))
+        self._policy = (b"ratelimit-policy", policy.encode("latin-1"))
+
+    def allowed(self, decisions: Sequence[Decision]) -> list[tuple[bytes, bytes]]:
+        """``RateLimit-Policy`` and ``RateLimit`` for an allowed request (one decision per rule)."""
+        if len(decisions) == 1:
+            index = 0
+        else:
+            index = min(range(len(decisions)), key=lambda i: _severity(decisions[i]))
+        worst = decisions[index]
+        reset = _ceil(worst.reset_after)
+        value = f'"{self._names[index]}";r={worst.remaining};t={reset}'
+        return [self._policy, (b"ratelimit", value.encode("latin-1"))]
+
+
 @dataclass(slots=True)
 class LimiterStats:
     """Counters an operator can export: they only ever rise."""
@@ -242,6 +278,30 @@ class _ThrottledLog:
             logger.warning(message, *args)
 
 
+class InProcessStore(RateLimitStore, Protocol):
+    """A :class:`RateLimitStore` that answers without waiting, as the memory store does.
+
+    A store declares it with a true ``in_process`` attribute and the two synchronous methods
+    below (same arguments and answers as ``hit``/``hit_many``). The limiter then calls them
+    directly: no deadline (an in-process step cannot be slow, so ``anyio.fail_after`` around it
+    would be pure overhead) and no coroutine per call.
+    """
+
+    in_process: bool
+
+    def hit_now(self, key: str, limit: int, period: float, cost: int = 1) -> Decision: ...
+
+    def hit_many_now(
+        self, buckets: Sequence[tuple[str, int, float]], cost: int = 1
+    ) -> list[Decision]: ...
+
+
+def _in_process(store: RateLimitStore) -> InProcessStore | None:
+    if getattr(store, "in_process", False) is True:
+        return cast(InProcessStore, store)
+    return None
+
+
 class RateLimiter:
     """Runs rate-limit checks against a store, within a deadline, failing open or closed.
 
@@ -250,8 +310,8 @@ class RateLimiter:
         failure_mode: ``"open"`` lets requests through when the store fails or misses its deadline
             (counted in ``stats.store_failures`` and logged at most once per ``log_interval``);
             ``"closed"`` raises :class:`ProviderError` instead (a 503 with ``Retry-After``).
-        store_timeout: deadline in seconds for one store call (not applied to the memory store,
-            which never waits).
+        store_timeout: deadline in seconds for one store call (not applied to a store that
+            declares itself in-process, see :class:`InProcessStore`, which never waits).
         clock: the time source of the default memory store.
         log_interval: minimum seconds between two log lines about store failures or shadow
             refusals.
@@ -277,11 +337,11 @@ class RateLimiter:
             )
         if not store_timeout > 0:
             raise ConfigurationError("AUTHGATE_RATE_LIMIT_STORE_TIMEOUT_SECONDS must be positive")
-        self.store: RateLimitStore = MemoryStore(clock=clock) if store is None else store
+        self._local: InProcessStore | None = None
+        self.store = MemoryStore(clock=clock) if store is None else store
         self.failure_mode: FailureMode = failure_mode
         self.store_timeout = store_timeout
         self.stats = LimiterStats()
-        self._local = isinstance(self.store, MemoryStore)
         self._failure_log = _ThrottledLog(log_interval)
         self._shadow_log = _ThrottledLog(log_interval)
 
@@ -305,6 +365,21 @@ class RateLimiter:
 
     parse_rule = staticmethod(parse_rule)
 
+    @property
+    def store(self) -> RateLimitStore:
+        """Where buckets live; assigning a new store re-reads whether it is in-process."""
+        return self._store
+
+    @store.setter
+    def store(self, store: RateLimitStore) -> None:
+        self._store = store
+        self._local = _in_process(store)
+
+    @property
+    def in_process(self) -> bool:
+        """True when the store answers without waiting, so :meth:`check_now` may be used."""
+        return self._local is not None
+
     async def check(self, key: str, rates: Sequence[Rate], *, cost: int = 1) -> list[Decision]:
         """Charge ``cost`` to every rule of ``key`` (all or none); one decision per rule.
 
@@ -314,11 +389,31 @@ class RateLimiter:
         Raises:
             ProviderError: the store failed and ``failure_mode`` is ``"closed"``.
         """
+        if self._local is not None:
+            return self.check_now(key, rates, cost=cost)
         try:
-            if self._local:
-                return await self._hit(key, rates, cost)
             with anyio.fail_after(self.store_timeout):
                 return await self._hit(key, rates, cost)
+        except Exception as exc:
+            return self._store_failed(exc)
+
+    def check_now(self, key: str, rates: Sequence[Rate], *, cost: int = 1) -> list[Decision]:
+        """:meth:`check` without a coroutine, for an in-process store (see :attr:`in_process`).
+
+        Raises:
+            ProviderError: the store failed and ``failure_mode`` is ``"closed"``.
+            TypeError: the store is not in-process.
+        """
+        store = self._local
+        if store is None:
+            raise TypeError(f"{type(self._store).__name__} is not in-process: await check()")
+        try:
+            if len(rates) == 1:
+                rate = rates[0]
+                return [store.hit_now(f"{{{key}}}:{rate.name}", rate.limit, rate.period, cost)]
+            return store.hit_many_now(
+                [(f"{{{key}}}:{rate.name}", rate.limit, rate.period) for rate in rates], cost
+            )
         except Exception as exc:
             return self._store_failed(exc)
 

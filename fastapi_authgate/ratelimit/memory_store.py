@@ -25,6 +25,11 @@ quota.
 Every step runs under one short :class:`threading.Lock` with no ``await`` inside, so it is atomic
 for coroutines of one event loop and for threads alike; all rules of one request are decided under
 the same lock, all-or-nothing.
+
+The store never waits, so it declares itself in-process (``in_process = True``, see
+:class:`~fastapi_authgate.ratelimit.limiter.InProcessStore`): the limiter calls the synchronous
+:meth:`MemoryStore.hit_now` / :meth:`MemoryStore.hit_many_now` directly, with no deadline and no
+coroutine. ``hit`` and ``hit_many`` are the same steps behind the async store protocol.
 """
 
 from __future__ import annotations
@@ -54,6 +59,9 @@ class MemoryStore:
         clock: returns the current UNIX time in seconds; inject a fixed clock in tests.
     """
 
+    in_process: bool = True
+    """Answers without waiting: the limiter calls :meth:`hit_now` with no deadline around it."""
+
     def __init__(self, *, clock: Clock = time.time) -> None:
         self._clock = clock
         self._lock = threading.Lock()
@@ -65,6 +73,16 @@ class MemoryStore:
 
     async def hit(self, key: str, *, limit: int, period: float, cost: int = 1) -> Decision:
         """One GCRA step for ``key``; ``cost`` 0 asks without charging."""
+        return self.hit_now(key, limit, period, cost)
+
+    async def hit_many(
+        self, buckets: Sequence[tuple[str, int, float]], *, cost: int = 1
+    ) -> list[Decision]:
+        """One GCRA step over several ``(key, limit, period)`` rules: all are charged or none."""
+        return self.hit_many_now(buckets, cost)
+
+    def hit_now(self, key: str, limit: int, period: float, cost: int = 1) -> Decision:
+        """:meth:`hit`, synchronously (the store never waits)."""
         with self._lock:
             now = self._clock()
             buckets = self._maps.get(period)
@@ -74,13 +92,14 @@ class MemoryStore:
             if new_tat is not None:
                 buckets[key] = new_tat
                 buckets.move_to_end(key)
-            self._sweep(buckets, now)
+            if len(buckets) > SWEEP_ABOVE:
+                self._sweep(buckets, now)
             return decision
 
-    async def hit_many(
-        self, buckets: Sequence[tuple[str, int, float]], *, cost: int = 1
+    def hit_many_now(
+        self, buckets: Sequence[tuple[str, int, float]], cost: int = 1
     ) -> list[Decision]:
-        """One GCRA step over several ``(key, limit, period)`` rules: all are charged or none."""
+        """:meth:`hit_many`, synchronously (the store never waits)."""
         with self._lock:
             now = self._clock()
             maps = []
@@ -109,13 +128,13 @@ class MemoryStore:
                     )
                 ]
             for m in maps:
-                self._sweep(m, now)
+                if len(m) > SWEEP_ABOVE:
+                    self._sweep(m, now)
             return decisions
 
     @staticmethod
     def _sweep(buckets: OrderedDict[str, float], now: float) -> None:
-        if len(buckets) <= SWEEP_ABOVE:
-            return
+        """Look at the front entries of a map larger than :data:`SWEEP_ABOVE`."""
         for _ in range(SWEEP_PER_CALL):
             key = next(iter(buckets))
             if buckets[key] > now:

@@ -16,7 +16,8 @@ from fastapi_authgate._http import build_client
 from fastapi_authgate._jose import generate_private_jwk, public_jwk
 from fastapi_authgate.context import AuthContext, Credentials
 from fastapi_authgate.errors import AuthenticationError, ConfigurationError, ProviderError
-from fastapi_authgate.verifiers.jwks import JWKSVerifier, TokenCache
+from fastapi_authgate.verifiers.jwks import JWKSVerifier
+from fastapi_authgate.verifiers.token_cache import TokenCache
 from tests.conftest import FixedClock
 from tests.fakes.issuer import FakeIssuer
 from tests.tokens import (
