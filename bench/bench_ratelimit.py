@@ -28,7 +28,7 @@ import statistics
 import sys
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, MutableMapping
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -126,11 +126,11 @@ def check_headers(app: FastAPI) -> None:
     """One request outside the timed rounds: a 200 that carries the rate-limit headers."""
     started: dict[str, Any] = {}
 
-    async def send(message: dict[str, Any]) -> None:
+    async def send(message: MutableMapping[str, Any]) -> None:
         if message["type"] == "http.response.start":
             started.update(message)
 
-    async def receive() -> dict[str, Any]:
+    async def receive() -> MutableMapping[str, Any]:
         return {"type": "http.request", "body": b"", "more_body": False}
 
     asyncio.run(app(make_scope("/r", [], ("10.0.0.1", 5555)), receive, send))
@@ -223,13 +223,12 @@ def main() -> None:
         f"MemoryStore flood: {stats['keys']:,.0f} distinct random IPv4 keys, rule 10/second, "
         f"clock +{FLOOD_STEP * 1000:g} ms per key ({stats['keys'] * FLOOD_STEP:,.0f} s)"
     )
-    print(f"  keys live at once (arrivals/s x 0.1 s)  : {stats['live']:,.0f}")
-    print(f"  store size at the end                   : {stats['final']:,.0f}")
-    print(f"  largest size seen                       : {stats['largest']:,.0f}")
-    print(
-        f"  docstring bound max(2 L x 8/7, {SWEEP_ABOVE})     : {stats['bound']:,.0f}"
-        f"  ({'held' if stats['largest'] <= stats['bound'] else 'EXCEEDED'})"
-    )
+    bound = f"docstring bound max(2 L x 8/7, {SWEEP_ABOVE})"
+    verdict = "held" if stats["largest"] <= stats["bound"] else "EXCEEDED"
+    print(f"  {'keys live at once (arrivals/s x 0.1 s)':<40}: {stats['live']:,.0f}")
+    print(f"  {'store size at the end':<40}: {stats['final']:,.0f}")
+    print(f"  {'largest size seen':<40}: {stats['largest']:,.0f}")
+    print(f"  {bound:<40}: {stats['bound']:,.0f}  ({verdict})")
     print(
         f"  time: {stats['seconds']:.2f} s ({stats['seconds'] / stats['keys'] * 1e6:.2f} us/key,"
         " including a len() per key)"

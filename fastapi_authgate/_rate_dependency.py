@@ -174,13 +174,8 @@ def rate_limited(
 
     def namespace_of(scope: Scope) -> _Namespace:
         nonlocal last
-        if fixed is not None:
-            return fixed
         route = scope.get("route")
         root = scope.get("root_path", "")
-        seen = last
-        if seen is not None and seen[0] is route and seen[1] == root:
-            return seen[2]
         path = getattr(route, "path", None)
         if not isinstance(path, str):
             return fallback
@@ -220,7 +215,17 @@ def rate_limited(
                 "rate_limited() needs an AuthGate on the app: call gate.install(app)"
             ) from None
         limiter = gate.limiter
-        base, ip_base, label = namespace_of(scope)
+        seen = last
+        if fixed is not None:
+            base, ip_base, label = fixed
+        elif (
+            seen is not None
+            and seen[0] is scope.get("route")
+            and seen[1] == scope.get("root_path", "")
+        ):
+            base, ip_base, label = seen[2]
+        else:
+            base, ip_base, label = namespace_of(scope)
         if by_ip:
             full_key = ip_base + gate.client_ip.key(request)
         else:

@@ -242,7 +242,7 @@ class HeaderTemplate:
         else:
             index = min(range(len(decisions)), key=lambda i: _severity(decisions[i]))
         worst = decisions[index]
-        reset = _ceil(worst.reset_after)
+        reset = max(0, math.ceil(worst.reset_after - EPSILON))  # _ceil, inlined
         value = f'"{self._names[index]}";r={worst.remaining};t={reset}'
         return [self._policy, (b"ratelimit", value.encode("latin-1"))]
 
@@ -338,6 +338,8 @@ class RateLimiter:
         if not store_timeout > 0:
             raise ConfigurationError("AUTHGATE_RATE_LIMIT_STORE_TIMEOUT_SECONDS must be positive")
         self._local: InProcessStore | None = None
+        self.in_process = False
+        """True when the store answers without waiting, so :meth:`check_now` may be used."""
         self.store = MemoryStore(clock=clock) if store is None else store
         self.failure_mode: FailureMode = failure_mode
         self.store_timeout = store_timeout
@@ -374,11 +376,7 @@ class RateLimiter:
     def store(self, store: RateLimitStore) -> None:
         self._store = store
         self._local = _in_process(store)
-
-    @property
-    def in_process(self) -> bool:
-        """True when the store answers without waiting, so :meth:`check_now` may be used."""
-        return self._local is not None
+        self.in_process = self._local is not None
 
     async def check(self, key: str, rates: Sequence[Rate], *, cost: int = 1) -> list[Decision]:
         """Charge ``cost`` to every rule of ``key`` (all or none); one decision per rule.

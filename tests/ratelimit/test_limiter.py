@@ -10,6 +10,7 @@ import pytest
 from fastapi_authgate.context import Decision
 from fastapi_authgate.errors import ConfigurationError, ProviderError
 from fastapi_authgate.ratelimit.limiter import (
+    HeaderTemplate,
     Rate,
     RateLimiter,
     gcra_step,
@@ -224,3 +225,54 @@ async def test_limiter_uses_its_clock_for_the_default_store(clock: FixedClock) -
     clock.advance(60)
     assert (await limiter.check("k", rates))[0].allowed
     await limiter.aclose()
+
+
+@pytest.mark.parametrize("rule", ["10/minute", "100/hour;5/second", "1000000000/second"])
+def test_header_template_matches_rate_limit_headers(rule: str) -> None:
+    rates = parse_rule(rule)
+    store = MemoryStore(clock=FixedClock())
+    limiter = RateLimiter(store)
+    for _ in range(3):
+        decisions = limiter.check_now("k", rates)
+        assert all(d.allowed for d in decisions)
+        expected = [
+            (name.lower().encode("latin-1"), value.encode("latin-1"))
+            for name, value in rate_limit_headers(decisions).items()
+        ]
+        assert HeaderTemplate(rates).allowed(decisions) == expected
+
+
+@pytest.mark.anyio
+async def test_an_in_process_store_is_called_without_a_deadline_or_coroutine(
+    clock: FixedClock,
+) -> None:
+    limiter = RateLimiter(clock=clock, store_timeout=1e-9)
+    assert limiter.in_process
+    rates = parse_rule("1/minute")
+    assert limiter.check_now("k", rates)[0].allowed
+    assert not (await limiter.check("k", rates))[0].allowed  # no deadline to miss
+    assert limiter.stats.store_failures == 0
+
+
+@pytest.mark.anyio
+async def test_assigning_a_store_rereads_whether_it_is_in_process(clock: FixedClock) -> None:
+    limiter = RateLimiter(clock=clock)
+    limiter.store = BrokenStore()
+    assert not limiter.in_process
+    with pytest.raises(TypeError, match="await check"):
+        limiter.check_now("k", parse_rule("1/minute"))
+    assert await limiter.check("k", parse_rule("1/minute")) == []
+    limiter.store = MemoryStore(clock=clock)
+    assert limiter.in_process and limiter.check_now("k", parse_rule("1/minute"))[0].allowed
+
+
+def test_a_failing_in_process_store_fails_open_or_closed() -> None:
+    def broken_clock() -> float:
+        raise OSError("no clock")
+
+    rates = parse_rule("1/minute")
+    assert RateLimiter(MemoryStore(clock=broken_clock)).check_now("k", rates) == []
+    closed = RateLimiter(MemoryStore(clock=broken_clock), failure_mode="closed")
+    with pytest.raises(ProviderError):
+        closed.check_now("k", rates)
+    assert closed.stats.store_failures == 1
