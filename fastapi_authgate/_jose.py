@@ -257,6 +257,10 @@ class KeySet:
     def __len__(self) -> int:
         return self._jwk_count
 
+    def kids(self) -> frozenset[str | None]:
+        """The key ids in the set, to tell whether a refresh retired any key."""
+        return frozenset(self._by_kid)
+
     def find(self, kid: str | None, alg: str) -> JoseKey | None:
         """The key for a token's ``kid`` and ``alg``; ``None`` when no key has that ``kid``.
 

@@ -138,6 +138,7 @@ class JWKSVerifier:
             deadline=fetch_deadline,
             http_client=http_client,
             static=static,
+            on_keys_retired=self._cache.clear if self._cache is not None else None,
         )
 
     @classmethod

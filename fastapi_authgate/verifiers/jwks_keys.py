@@ -22,7 +22,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import math
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Final
 
 import anyio
@@ -62,6 +62,7 @@ class KeyManager:
         deadline: float,
         http_client: httpx.AsyncClient | None,
         static: KeySet | None,
+        on_keys_retired: Callable[[], None] | None = None,
     ) -> None:
         self.jwks_url = jwks_url
         self.issuer = issuer
@@ -81,6 +82,7 @@ class KeyManager:
         self._attempts = 0
         self._error: ProviderError | None = None
         self._lock = anyio.Lock()
+        self._on_keys_retired = on_keys_retired
 
     async def key_for(self, kid: str | None, alg: str) -> JoseKey:
         """The key for a token header, fetching or refreshing the JWKS when needed.
@@ -138,6 +140,16 @@ class KeyManager:
                 raise ProviderError(retry_after=max(self.error_backoff, 1)) from exc
             self._attempts += 1
             self._error = None
+            previous = self._keys
+            if previous is not None and self._on_keys_retired is not None:
+                retired = previous.kids() - keys.kids()
+                if retired:
+                    logger.info(
+                        "JWKS from %s retired %d key(s); forgetting tokens verified before",
+                        self.jwks_url or self.issuer,
+                        len(retired),
+                    )
+                    self._on_keys_retired()
             self._keys = keys
             self._fresh_until = self.clock() + ttl
             return keys

@@ -176,6 +176,21 @@ async def test_key_rotation(issuer: FakeIssuer, clock: FixedClock, minter: Token
 
 
 @pytest.mark.anyio
+async def test_tokens_of_a_retired_key_are_not_served_from_the_cache(
+    issuer: FakeIssuer, clock: FixedClock, minter: TokenIssuer
+) -> None:
+    verifier = make_verifier(issuer, clock)
+    old_token = build_valid_token(minter)
+    assert await verifier.verify(bearer(old_token)) is not None  # verified and cached
+    new = private_jwk("RS256", "rsa-3")
+    issuer.rotate(public_jwk(new))  # the old key is retired (e.g. compromised)
+    clock.advance(31)
+    assert await verifier.verify(bearer(compact(header(kid="rsa-3"), minter.claims(), jwk=new)))
+    with pytest.raises(AuthenticationError, match="signing key is unknown"):
+        await verifier.verify(bearer(old_token))
+
+
+@pytest.mark.anyio
 async def test_unknown_kid_flood_is_throttled(
     issuer: FakeIssuer, clock: FixedClock, minter: TokenIssuer
 ) -> None:
