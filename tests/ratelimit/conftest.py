@@ -18,7 +18,7 @@ def redis_prefix() -> Iterator[str]:
     """A key prefix no other test uses; every key under it is deleted when the test ends."""
     if not redis_answers():
         pytest.skip(f"no Redis server answers on {REDIS_HOST}:{REDIS_PORT}")
-    import redis
+    redis = pytest.importorskip("redis", reason="the [redis] extra is not installed")
 
     prefix = f"authgate-test:{uuid.uuid4().hex}:"
     yield prefix
