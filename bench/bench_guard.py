@@ -32,12 +32,13 @@ from typing import Any
 import jwt
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import padding
-from fastapi import Depends, FastAPI, Security
+from fastapi import FastAPI, Security
 from fastapi.openapi.models import HTTPBearer as HTTPBearerModel
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer, SecurityScopes
 from fastapi.security.base import SecurityBase
 from starlette.requests import HTTPConnection
 
+from bench._apps import one_route_app
 from bench._driver import Headers, measure, ratio
 from fastapi_authgate import AuthGate, Credentials, require_user
 from fastapi_authgate.providers.dev import DevIssuer
@@ -106,31 +107,6 @@ def serve_jwks(jwks: dict[str, Any]) -> str:
     return f"http://127.0.0.1:{server.server_address[1]}/jwks.json"
 
 
-def _app(gate: AuthGate, guard: Any | None, *, param: bool) -> FastAPI:
-    """One application, one route at ``/r``: the same setup for every variant."""
-    app = FastAPI()
-    gate.install(app)
-    if guard is None:
-
-        @app.get("/r")
-        async def bare() -> dict[str, bool]:
-            return {"ok": True}
-
-    elif param:
-
-        @app.get("/r")
-        async def guarded(auth: Any = Depends(guard)) -> dict[str, bool]:
-            return {"ok": True}
-
-    else:
-
-        @app.get("/r", dependencies=[Depends(guard)])
-        async def guarded_by_list() -> dict[str, bool]:
-            return {"ok": True}
-
-    return app
-
-
 def build() -> tuple[dict[str, FastAPI], dict[str, Headers], Any]:
     rs = DevIssuer(algorithm="RS256", issuer="https://bench.example")
     es = DevIssuer(algorithm="ES256", issuer="https://bench.example")
@@ -156,15 +132,21 @@ def build() -> tuple[dict[str, FastAPI], dict[str, Headers], Any]:
     def gate(verifier: Any = None) -> AuthGate:
         return AuthGate(verifier or rs.verifier())
 
+    uncached_rs = gate(rs.verifier(token_cache_size=0))
+    uncached_es = gate(es.verifier(token_cache_size=0))
     apps = {
-        "bare": _app(gate(), None, param=False),
-        "noop": _app(gate(), NoopGuard(), param=True),
-        "noop_scopes": _app(gate(), NoopScopesGuard(), param=True),
-        "cached": _app(gate(), require_user, param=True),
-        "rs256": _app(gate(rs.verifier(token_cache_size=0)), require_user, param=True),
-        "es256": _app(gate(es.verifier(token_cache_size=0)), require_user, param=True),
-        "raw_rsa": _app(gate(), RawRSAGuard(public_key), param=True),
-        "pyjwt": _app(gate(), pyjwt_user, param=True),
+        "bare": one_route_app(gate()),
+        "noop": one_route_app(gate(), NoopGuard(), as_parameter=True),
+        "noop_scopes": one_route_app(gate(), NoopScopesGuard(), as_parameter=True),
+        "cached": one_route_app(gate(), require_user, as_parameter=True),
+        "rs256": one_route_app(
+            gate(rs.verifier(token_cache_size=0)), require_user, as_parameter=True
+        ),
+        "es256": one_route_app(
+            gate(es.verifier(token_cache_size=0)), require_user, as_parameter=True
+        ),
+        "raw_rsa": one_route_app(gate(), RawRSAGuard(public_key), as_parameter=True),
+        "pyjwt": one_route_app(gate(), pyjwt_user, as_parameter=True),
     }
     headers = {
         "rs": [(b"authorization", f"Bearer {rs_token}".encode())],

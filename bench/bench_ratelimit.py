@@ -28,14 +28,15 @@ import statistics
 import sys
 import time
 import uuid
-from collections.abc import Callable, MutableMapping
+from collections.abc import MutableMapping
 from typing import Any
 from urllib.parse import urlsplit
 
-from fastapi import Depends, FastAPI
+from fastapi import FastAPI
 from starlette.requests import HTTPConnection
 from starlette.responses import Response
 
+from bench._apps import one_route_app
 from bench._driver import Headers, make_scope, measure, ratio
 from fastapi_authgate import AuthGate, rate_limited
 from fastapi_authgate.providers.dev import DevIssuer
@@ -51,25 +52,6 @@ FLOOD_STEP = 0.001  # seconds of injected clock per key
 async def noop(request: HTTPConnection, response: Response) -> None:
     """FastAPI's floor for a dependency with the signature of ``rate_limited``'s."""
     return None
-
-
-def _app(gate: AuthGate, dependency: Callable[..., Any] | None) -> FastAPI:
-    """One application, one route at ``/r``: the same setup for every variant."""
-    app = FastAPI()
-    gate.install(app)
-    if dependency is None:
-
-        @app.get("/r")
-        async def bare() -> dict[str, bool]:
-            return {"ok": True}
-
-    else:
-
-        @app.get("/r", dependencies=[Depends(dependency)])
-        async def limited() -> dict[str, bool]:
-            return {"ok": True}
-
-    return app
 
 
 def _gate(limiter: RateLimiter | None = None) -> AuthGate:
@@ -107,9 +89,9 @@ def delete_prefix(url: str, prefix: str) -> int:
 def build(with_redis: bool) -> tuple[dict[str, FastAPI], RateLimiter | None, str | None]:
     """The apps by variant name, the Redis limiter and its key prefix (``None`` without Redis)."""
     apps = {
-        "bare": _app(_gate(), None),
-        "noop": _app(_gate(), noop),
-        "memory": _app(_gate(), rate_limited(NEVER_REFUSES, key="ip")),
+        "bare": one_route_app(_gate(), None),
+        "noop": one_route_app(_gate(), noop),
+        "memory": one_route_app(_gate(), rate_limited(NEVER_REFUSES, key="ip")),
     }
     limiter = prefix = None
     if with_redis:
@@ -118,7 +100,7 @@ def build(with_redis: bool) -> tuple[dict[str, FastAPI], RateLimiter | None, str
         prefix = f"authgate-bench:{uuid.uuid4().hex}:"
         store = RedisStore.from_url(REDIS_URL, prefix=prefix)
         limiter = RateLimiter(store, store_timeout=1.0)
-        apps["redis"] = _app(_gate(limiter), rate_limited(NEVER_REFUSES, key="ip"))
+        apps["redis"] = one_route_app(_gate(limiter), rate_limited(NEVER_REFUSES, key="ip"))
     return apps, limiter, prefix
 
 
