@@ -132,8 +132,6 @@ def build() -> tuple[dict[str, FastAPI], dict[str, Headers], Any]:
     def gate(verifier: Any = None) -> AuthGate:
         return AuthGate(verifier or rs.verifier())
 
-    uncached_rs = gate(rs.verifier(token_cache_size=0))
-    uncached_es = gate(es.verifier(token_cache_size=0))
     apps = {
         "bare": one_route_app(gate()),
         "noop": one_route_app(gate(), NoopGuard(), as_parameter=True),
