@@ -49,19 +49,18 @@ from fastapi_authgate.errors import (
     RateLimitExceeded,
 )
 from fastapi_authgate.protocols import KeyFunc
+from fastapi_authgate.ratelimit.headers import (
+    HeaderTemplate,
+    rate_limit_headers,
+    retry_after_seconds,
+)
 from fastapi_authgate.ratelimit.hooks import (
     RESPONSE_HOOKS_KEY,
     ResponseHook,
     ResponseHooksMiddleware,
 )
-from fastapi_authgate.ratelimit.limiter import (
-    HeaderTemplate,
-    Rate,
-    RateLimiter,
-    parse_rule,
-    rate_limit_headers,
-    retry_after_seconds,
-)
+from fastapi_authgate.ratelimit.limiter import RateLimiter
+from fastapi_authgate.ratelimit.rules import Rate, parse_rule
 
 __all__ = [
     "CountMode",

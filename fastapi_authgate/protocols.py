@@ -14,7 +14,7 @@ from starlette.requests import HTTPConnection
 
 from fastapi_authgate.context import AuthContext, Credentials, Decision
 
-__all__ = ["Clock", "EventSink", "KeyFunc", "RateLimitStore", "Verifier"]
+__all__ = ["Clock", "EventSink", "InProcessStore", "KeyFunc", "RateLimitStore", "Verifier"]
 
 Clock = Callable[[], float]
 """Returns the current UNIX time in seconds; injected so tests never sleep."""
@@ -53,6 +53,26 @@ class RateLimitStore(Protocol):
     ) -> list[Decision]: ...
 
     async def aclose(self) -> None: ...
+
+
+class InProcessStore(RateLimitStore, Protocol):
+    """A :class:`RateLimitStore` that answers without waiting, as the memory store does.
+
+    A store declares it with a true ``in_process`` attribute and the two synchronous methods
+    below (same arguments and answers as ``hit``/``hit_many``). The limiter then calls them
+    directly: no deadline (an in-process step cannot be slow, so ``anyio.fail_after`` around it
+    would be pure overhead) and no coroutine per call. The limiter reads the attribute with
+    ``getattr`` (an ``isinstance`` check on a protocol is slow and ignores the flag's value), so
+    this protocol is not ``@runtime_checkable``.
+    """
+
+    in_process: bool
+
+    def hit_now(self, key: str, limit: int, period: float, cost: int = 1) -> Decision: ...
+
+    def hit_many_now(
+        self, buckets: Sequence[tuple[str, int, float]], cost: int = 1
+    ) -> list[Decision]: ...
 
 
 class EventSink(Protocol):

@@ -9,7 +9,8 @@ from typing import Any
 
 import pytest
 
-from fastapi_authgate.ratelimit.limiter import gcra_step, rate_limit_headers, retry_after_seconds
+from fastapi_authgate.ratelimit.headers import rate_limit_headers, retry_after_seconds
+from fastapi_authgate.ratelimit.rules import gcra_step
 from fastapi_authgate.settings import AuthGateSettings
 
 ROOT = Path(__file__).resolve().parent.parent

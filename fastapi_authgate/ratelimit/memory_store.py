@@ -27,7 +27,7 @@ for coroutines of one event loop and for threads alike; all rules of one request
 the same lock, all-or-nothing.
 
 The store never waits, so it declares itself in-process (``in_process = True``, see
-:class:`~fastapi_authgate.ratelimit.limiter.InProcessStore`): the limiter calls the synchronous
+:class:`~fastapi_authgate.protocols.InProcessStore`): the limiter calls the synchronous
 :meth:`MemoryStore.hit_now` / :meth:`MemoryStore.hit_many_now` directly, with no deadline and no
 coroutine. ``hit`` and ``hit_many`` are the same steps behind the async store protocol.
 """
@@ -41,7 +41,7 @@ from collections.abc import Sequence
 
 from fastapi_authgate.context import Decision
 from fastapi_authgate.protocols import Clock
-from fastapi_authgate.ratelimit.limiter import gcra_step
+from fastapi_authgate.ratelimit.rules import gcra_step
 
 __all__ = ["MemoryStore", "SWEEP_ABOVE", "SWEEP_PER_CALL"]
 

@@ -1,4 +1,4 @@
-"""Rule parsing, header building and the limiter's deadline and failure modes."""
+"""The limiter's deadline, failure modes, settings and in-process fast path."""
 
 from __future__ import annotations
 
@@ -9,145 +9,11 @@ import pytest
 
 from fastapi_authgate.context import Decision
 from fastapi_authgate.errors import ConfigurationError, ProviderError
-from fastapi_authgate.ratelimit.limiter import (
-    HeaderTemplate,
-    Rate,
-    RateLimiter,
-    gcra_step,
-    parse_rule,
-    rate_limit_headers,
-    retry_after_seconds,
-)
+from fastapi_authgate.ratelimit.limiter import RateLimiter
 from fastapi_authgate.ratelimit.memory_store import MemoryStore
+from fastapi_authgate.ratelimit.rules import parse_rule
 from fastapi_authgate.settings import AuthGateSettings
 from tests.conftest import FixedClock
-
-
-@pytest.mark.parametrize(
-    ("text", "expected"),
-    [
-        ("10/minute", (Rate(10, 60),)),
-        ("10 / Minute", (Rate(10, 60),)),
-        ("10 per minute", (Rate(10, 60),)),
-        ("100/hour;5/second", (Rate(100, 3600), Rate(5, 1))),
-        ("100/hour, 5/second", (Rate(100, 3600), Rate(5, 1))),
-        ("5/30 seconds", (Rate(5, 30),)),
-        ("5/30s", (Rate(5, 30),)),
-        ("1000/day", (Rate(1000, 86400),)),
-        ("3/2 hours", (Rate(3, 7200),)),
-        ("7/week", (Rate(7, 604800),)),
-        ("5/second;5/second", (Rate(5, 1),)),
-    ],
-)
-def test_rules_parse(text: str, expected: tuple[Rate, ...]) -> None:
-    assert parse_rule(text) == expected
-    assert RateLimiter.parse_rule(text) == expected
-
-
-@pytest.mark.parametrize(
-    "text",
-    [
-        "",
-        "   ",
-        "ten/minute",
-        "10",
-        "10/",
-        "/minute",
-        "10/fortnight",
-        "0/minute",
-        "5/0 seconds",
-        "10/minute;",
-        "-1/minute",
-        "10//minute",
-        "10 every minute",
-        "1.5/second",
-        "10/minute extra",
-    ],
-)
-def test_bad_rules_raise_configuration_error(text: str) -> None:
-    with pytest.raises(ConfigurationError, match=r"rule|unit|at least"):
-        parse_rule(text)
-
-
-def test_rate_names() -> None:
-    assert [r.name for r in parse_rule("1/second;2/minute;3/hour;4/day;5/30s;6/2 hours")] == [
-        "1/second",
-        "2/minute",
-        "3/hour",
-        "4/day",
-        "5/30s",
-        "6/7200s",
-    ]
-
-
-def _decision(**kwargs: float) -> Decision:
-    values: dict[str, float] = {
-        "allowed": True,
-        "limit": 10,
-        "remaining": 5,
-        "reset_after": 30,
-        "retry_after": 0,
-        "period": 60,
-    }
-    values.update(kwargs)
-    return Decision(
-        allowed=bool(values["allowed"]),
-        limit=int(values["limit"]),
-        remaining=int(values["remaining"]),
-        reset_after=values["reset_after"],
-        retry_after=values["retry_after"],
-        period=values["period"],
-    )
-
-
-def test_headers_for_one_rule() -> None:
-    assert rate_limit_headers([_decision(limit=100, remaining=50, reset_after=30)]) == {
-        "RateLimit-Policy": '"default";q=100;w=60',
-        "RateLimit": '"default";r=50;t=30',
-    }
-
-
-def test_headers_round_up_and_add_retry_after_on_refusal() -> None:
-    refused = _decision(allowed=False, remaining=0, reset_after=59.2, retry_after=0.4)
-    assert rate_limit_headers([refused]) == {
-        "RateLimit-Policy": '"default";q=10;w=60',
-        "RateLimit": '"default";r=0;t=60',
-        "Retry-After": "1",
-    }
-    # Float noise does not push a whole second up.
-    noisy = _decision(allowed=False, remaining=0, reset_after=60.0000002, retry_after=6.0000002)
-    assert rate_limit_headers([noisy])["Retry-After"] == "6"
-    assert rate_limit_headers([noisy])["RateLimit"] == '"default";r=0;t=60'
-
-
-def test_headers_for_several_rules_name_each_and_report_the_tightest() -> None:
-    hourly = _decision(limit=100, period=3600, remaining=95, reset_after=180)
-    burst = _decision(allowed=False, limit=5, period=1, remaining=0, reset_after=1, retry_after=0.2)
-    headers = rate_limit_headers([hourly, burst])
-    assert headers == {
-        "RateLimit-Policy": '"100/hour";q=100;w=3600, "5/second";q=5;w=1',
-        "RateLimit": '"5/second";r=0;t=1',
-        "Retry-After": "1",
-    }
-    assert rate_limit_headers([]) == {}
-
-
-def test_retry_after_is_the_longest_wait_and_at_least_one() -> None:
-    assert retry_after_seconds([_decision(allowed=False, retry_after=0.01)]) == 1
-    assert (
-        retry_after_seconds(
-            [_decision(allowed=False, retry_after=2.5), _decision(allowed=False, retry_after=7)]
-        )
-        == 7
-    )
-    assert retry_after_seconds([_decision()]) == 1
-
-
-def test_gcra_step_is_pure() -> None:
-    decision, tat = gcra_step(0.0, 100.0, 10, 60, 1)
-    assert decision.allowed and decision.remaining == 9 and tat == 106.0
-    refused, untouched = gcra_step(160.0, 100.0, 10, 60, 1)
-    assert not refused.allowed and untouched is None and refused.retry_after == 6.0
 
 
 class BrokenStore:
@@ -225,21 +91,6 @@ async def test_limiter_uses_its_clock_for_the_default_store(clock: FixedClock) -
     clock.advance(60)
     assert (await limiter.check("k", rates))[0].allowed
     await limiter.aclose()
-
-
-@pytest.mark.parametrize("rule", ["10/minute", "100/hour;5/second", "1000000000/second"])
-def test_header_template_matches_rate_limit_headers(rule: str) -> None:
-    rates = parse_rule(rule)
-    store = MemoryStore(clock=FixedClock())
-    limiter = RateLimiter(store)
-    for _ in range(3):
-        decisions = limiter.check_now("k", rates)
-        assert all(d.allowed for d in decisions)
-        expected = [
-            (name.lower().encode("latin-1"), value.encode("latin-1"))
-            for name, value in rate_limit_headers(decisions).items()
-        ]
-        assert HeaderTemplate(rates).allowed(decisions) == expected
 
 
 @pytest.mark.anyio

@@ -16,7 +16,8 @@ from pydantic import SecretStr
 
 from fastapi_authgate import rate_limited
 from fastapi_authgate.errors import ConfigurationError, ProviderError
-from fastapi_authgate.ratelimit.limiter import RateLimiter, parse_rule
+from fastapi_authgate.ratelimit.limiter import RateLimiter
+from fastapi_authgate.ratelimit.rules import parse_rule
 from fastapi_authgate.settings import AuthGateSettings
 from tests.ratelimit.support import REDIS_URL, TCPProxy, build_app
 

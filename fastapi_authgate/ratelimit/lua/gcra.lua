@@ -1,5 +1,5 @@
 -- One GCRA step over all rules of one request, atomically, in one round trip.
--- The arithmetic is fastapi_authgate.ratelimit.limiter.gcra_step, line for line.
+-- The arithmetic is fastapi_authgate.ratelimit.rules.gcra_step, line for line.
 --
 -- KEYS[i]                 bucket of rule i: its TAT (seconds since the epoch) as text
 -- ARGV[1]                 cost; 0 asks whether one more request fits, without charging
