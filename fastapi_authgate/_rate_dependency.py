@@ -35,7 +35,7 @@ import logging
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Literal, Protocol, cast
 
-from starlette.exceptions import WebSocketException
+from starlette.exceptions import HTTPException, WebSocketException
 from starlette.requests import HTTPConnection
 from starlette.responses import Response
 from starlette.types import Scope
@@ -210,8 +210,15 @@ def rate_limited(
         try:
             gate: _Gate = scope["app"].state.authgate
         except AttributeError:
-            raise ConfigurationError(
-                "rate_limited() needs an AuthGate on the app: call gate.install(app)"
+            logger.error(
+                "rate_limited(%r) found no AuthGate on the app (call gate.install(app)); "
+                "answering 503",
+                rule,
+            )
+            if scope["type"] != "http":
+                raise WebSocketException(WS_TRY_AGAIN_LATER, "Rate limiting is not configured")
+            raise HTTPException(
+                503, "Rate limiting is not configured", headers={"Retry-After": "5"}
             ) from None
         limiter = gate.limiter
         seen = last

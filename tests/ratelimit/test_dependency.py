@@ -271,3 +271,18 @@ def test_bad_arguments_fail_when_the_route_is_declared() -> None:
 
 def test_each_call_returns_a_new_dependency() -> None:
     assert rate_limited("1/minute") is not rate_limited("1/minute")
+
+
+def test_without_an_installed_gate_the_limit_answers_503_not_500(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    app = FastAPI()
+
+    @app.get("/search", dependencies=[Depends(rate_limited("10/minute"))])
+    async def search() -> dict[str, bool]:
+        return {"ok": True}
+
+    response = TestClient(app).get("/search")
+    assert response.status_code == 503
+    assert response.headers["retry-after"] == "5"
+    assert "gate.install(app)" in caplog.text
