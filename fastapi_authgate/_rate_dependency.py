@@ -216,7 +216,9 @@ def rate_limited(
                 rule,
             )
             if scope["type"] != "http":
-                raise WebSocketException(WS_TRY_AGAIN_LATER, "Rate limiting is not configured")
+                raise WebSocketException(
+                    WS_TRY_AGAIN_LATER, "Rate limiting is not configured"
+                ) from None
             raise HTTPException(
                 503, "Rate limiting is not configured", headers={"Retry-After": "5"}
             ) from None
