@@ -83,6 +83,10 @@ class AuthGate:
         if settings.provider == "dev":
             from fastapi_authgate.providers.dev import DevIssuer
 
+            logger.warning(
+                "AUTHGATE_PROVIDER is unset or 'dev': trusting the in-memory development issuer; "
+                "set AUTHGATE_PROVIDER (and its settings) before serving real users"
+            )
             dev_issuer = DevIssuer(audience=settings.audience[0] if settings.audience else None)
             verifier = dev_issuer.verifier(
                 leeway=settings.leeway_seconds, session_cookie=settings.session_cookie
@@ -161,7 +165,19 @@ class AuthGate:
             await self.aclose()
 
     def install(self, app: Starlette) -> None:
-        """Attach the gate: app state, exception handler, lifespan, response hooks, OpenAPI."""
+        """Attach the gate: app state, exception handler, lifespan, response hooks, OpenAPI.
+
+        Installing the same gate twice is a no-op; a second, different gate on one app is a
+        :class:`ConfigurationError` (the guards would silently follow whichever came last).
+        """
+        installed = getattr(app.state, STATE_KEY, None)
+        if installed is self:
+            return
+        if installed is not None:
+            raise ConfigurationError(
+                "another AuthGate is already installed on this app; use "
+                "AuthDependency(mode, gate=...) for routes that need a different gate"
+            )
         setattr(app.state, STATE_KEY, self)
         app.add_exception_handler(AuthGateError, self._handle_error)
         _wrap_lifespan(app, self.lifespan)

@@ -127,7 +127,7 @@ def test_no_credential_is_401_without_error_code(client: TestClient) -> None:
     ["Bearer forged", "Bearer", "Bearer ", "Bearer a b", "Bearer tok\u00e9n", "Bearer ===abc"],
 )
 def test_bad_bearer_is_401_invalid_token(client: TestClient, authorization: str) -> None:
-    response = client.get("/me", headers={"Authorization": authorization.encode("utf-8")})  # type: ignore[dict-item]
+    response = client.get("/me", headers={"Authorization": authorization.encode("utf-8")})
     assert response.status_code == 401
     challenge = response.headers["www-authenticate"]
     assert challenge.startswith('Bearer realm="tests", error="invalid_token", error_description="')

@@ -10,6 +10,7 @@ from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
 from fastapi_authgate import AuthGate, AuthGateSettings, ConfigurationError
+from fastapi_authgate.ratelimit.hooks import ResponseHooksMiddleware
 from tests.test_dependencies import TableVerifier
 
 
@@ -121,3 +122,18 @@ def test_of_without_install_is_a_configuration_error() -> None:
     app = FastAPI()
     with pytest.raises(ConfigurationError, match="install"):
         AuthGate.of(HTTPConnection({"type": "http", "app": app, "headers": []}))
+
+
+def test_install_is_idempotent_and_refuses_a_second_gate() -> None:
+    app = FastAPI()
+    gate = AuthGate(TableVerifier())
+    gate.install(app)
+    gate.install(app)
+    assert [m.cls for m in app.user_middleware].count(ResponseHooksMiddleware) == 1  # type: ignore[arg-type]
+    with pytest.raises(ConfigurationError, match="already installed"):
+        AuthGate(TableVerifier()).install(app)
+
+
+def test_development_issuer_is_announced(caplog: pytest.LogCaptureFixture) -> None:
+    AuthGate.from_settings()
+    assert "development issuer" in caplog.text

@@ -28,7 +28,7 @@ from fastapi_authgate.responses import bearer_challenge, error_response, websock
 def test_status_and_body(exc: AuthGateError, status: int, code: str) -> None:
     response = error_response(exc, realm="api")
     assert response.status_code == status
-    assert json.loads(response.body) == {"detail": exc.description, "error": code}
+    assert json.loads(bytes(response.body)) == {"detail": exc.description, "error": code}
     assert response.headers["content-type"] == "application/json"
 
 
