@@ -1,8 +1,9 @@
 """``rate_limited(rule, key=...)``: the one factory of per-route rate-limit dependencies.
 
 Each call parses its rule and key once (a bad rule fails at import time with
-:class:`ConfigurationError`) and returns a new async callable for ``Depends``. Per request it finds
-the gate at ``app.state.authgate``, builds the key, asks ``gate.limiter`` and then:
+:class:`ConfigurationError`) and returns a new async callable for ``Depends``. Per request it
+finds the gate (:func:`~fastapi_authgate.gate.installed_gate`), builds the key, asks
+``gate.limiter`` and then:
 
 * allowed: adds ``RateLimit-Policy``/``RateLimit`` to the response (through FastAPI's injected
   ``Response``, whose headers FastAPI merges into the final response);
@@ -48,6 +49,7 @@ from fastapi_authgate.errors import (
     ProviderError,
     RateLimitExceeded,
 )
+from fastapi_authgate.gate import installed_gate
 from fastapi_authgate.protocols import KeyFunc
 from fastapi_authgate.ratelimit.headers import (
     HeaderTemplate,
@@ -207,9 +209,8 @@ def rate_limited(
     async def rate_limit(request: HTTPConnection, response: Response) -> None:
         nonlocal warned_no_hooks
         scope = request.scope
-        try:
-            gate: _Gate = scope["app"].state.authgate
-        except AttributeError:
+        gate = cast("_Gate | None", installed_gate(scope))
+        if gate is None:
             logger.error(
                 "rate_limited(%r) found no AuthGate on the app (call gate.install(app)); "
                 "answering 503",
@@ -221,7 +222,7 @@ def rate_limited(
                 ) from None
             raise HTTPException(
                 503, "Rate limiting is not configured", headers={"Retry-After": "5"}
-            ) from None
+            )
         limiter = gate.limiter
         seen = last
         if fixed is not None:

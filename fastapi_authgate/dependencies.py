@@ -32,7 +32,7 @@ from fastapi_authgate.errors import (
     ConfigurationError,
     NotAuthenticatedError,
 )
-from fastapi_authgate.gate import BEARER_SCHEME_NAME, STATE_KEY, AuthGate
+from fastapi_authgate.gate import BEARER_SCHEME_NAME, AuthGate, installed_gate
 from fastapi_authgate.responses import websocket_close
 
 __all__ = ["AuthDependency", "optional_user", "rate_limited", "require_session", "require_user"]
@@ -76,7 +76,7 @@ class AuthDependency(SecurityBase):
         self, request: HTTPConnection, security_scopes: SecurityScopes
     ) -> AuthContext | None:
         try:
-            gate = self.gate or getattr(request.scope["app"].state, STATE_KEY, None)
+            gate = self.gate or installed_gate(request.scope)
             if gate is None:
                 raise ConfigurationError(
                     "no AuthGate is installed on this app: call gate.install(app) at startup"

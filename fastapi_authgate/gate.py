@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 from pydantic import ValidationError
 from starlette.requests import HTTPConnection, Request
 from starlette.responses import Response
+from starlette.types import Scope
 
 from fastapi_authgate.client_ip import ClientIPResolver
 from fastapi_authgate.context import AuthContext
@@ -33,11 +34,21 @@ if TYPE_CHECKING:
 
     from fastapi_authgate.providers.dev import DevIssuer
 
-__all__ = ["AuthGate", "BEARER_SCHEME_NAME", "COOKIE_SCHEME_NAME", "STATE_KEY"]
+__all__ = [
+    "AuthGate",
+    "BEARER_SCHEME_NAME",
+    "COOKIE_SCHEME_NAME",
+    "SCOPE_KEY",
+    "STATE_KEY",
+    "installed_gate",
+]
 
 logger = logging.getLogger(__name__)
 
 STATE_KEY = "authgate"
+"""Attribute of ``app.state`` that holds the installed gate."""
+SCOPE_KEY = "authgate.gate"
+"""ASGI scope key under which the installed gate travels with each request (see ``install``)."""
 BEARER_SCHEME_NAME = "BearerAuth"
 COOKIE_SCHEME_NAME = "SessionCookie"
 
@@ -110,12 +121,12 @@ class AuthGate:
     @staticmethod
     def of(conn: HTTPConnection) -> AuthGate:
         """The gate installed on the connection's application."""
-        gate = getattr(conn.scope["app"].state, STATE_KEY, None)
+        gate = installed_gate(conn.scope)
         if gate is None:
             raise ConfigurationError(
                 "no AuthGate is installed on this app: call gate.install(app) at startup"
             )
-        return gate  # type: ignore[no-any-return]
+        return gate
 
     async def authenticate(self, conn: HTTPConnection) -> AuthContext | None:
         """The verified identity of ``conn``, ``None`` when it carries no credential.
@@ -181,7 +192,7 @@ class AuthGate:
         setattr(app.state, STATE_KEY, self)
         app.add_exception_handler(AuthGateError, self._handle_error)
         _wrap_lifespan(app, self.lifespan)
-        app.add_middleware(ResponseHooksMiddleware)
+        app.add_middleware(ResponseHooksMiddleware, scope_items={SCOPE_KEY: self})
         openapi = getattr(app, "openapi", None)
         if callable(openapi):
             setattr(app, "openapi", _with_cookie_scheme(app, openapi, self.session_cookie))  # noqa: B010
@@ -189,6 +200,19 @@ class AuthGate:
     async def _handle_error(self, request: Request, exc: Exception) -> Response:
         assert isinstance(exc, AuthGateError)
         return error_response(exc, realm=self.realm)
+
+
+def installed_gate(scope: Scope) -> AuthGate | None:
+    """The gate serving ``scope``: the one the install middleware put in it, else ``app.state``'s.
+
+    The scope is the fast path (one dict lookup); ``app.state`` covers middleware that runs
+    outside the gate's own (added after ``install``) and apps that copy scopes.
+    """
+    gate = scope.get(SCOPE_KEY)
+    if gate is None:
+        app = scope.get("app")
+        gate = getattr(app.state, STATE_KEY, None) if app is not None else None
+    return gate
 
 
 def _wrap_lifespan(app: Starlette, gate_lifespan: Callable[[], Any]) -> None:

@@ -26,7 +26,7 @@ from fastapi_authgate.errors import (
     NotAuthenticatedError,
     ProviderError,
 )
-from fastapi_authgate.gate import STATE_KEY, AuthGate
+from fastapi_authgate.gate import AuthGate, installed_gate
 from fastapi_authgate.responses import error_response, websocket_close
 
 __all__ = ["AuthGateMiddleware", "PathRules"]
@@ -77,7 +77,7 @@ class AuthGateMiddleware:
         if scope["type"] not in ("http", "websocket") or not self._applies(scope["path"]):
             await self.app(scope, receive, send)
             return
-        gate = self.gate or getattr(scope["app"].state, STATE_KEY, None)
+        gate = self.gate or installed_gate(scope)
         try:
             if gate is None:
                 raise ConfigurationError(

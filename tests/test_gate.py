@@ -8,6 +8,7 @@ from contextlib import asynccontextmanager
 import pytest
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
+from starlette.requests import Request
 
 from fastapi_authgate import AuthGate, AuthGateSettings, ConfigurationError
 from fastapi_authgate.ratelimit.hooks import ResponseHooksMiddleware
@@ -137,3 +138,26 @@ def test_install_is_idempotent_and_refuses_a_second_gate() -> None:
 def test_development_issuer_is_announced(caplog: pytest.LogCaptureFixture) -> None:
     AuthGate.from_settings()
     assert "development issuer" in caplog.text
+
+
+def test_installed_gate_travels_in_the_scope_and_falls_back_to_app_state() -> None:
+    from fastapi_authgate.gate import SCOPE_KEY, installed_gate
+
+    app = FastAPI()
+    gate = AuthGate(TableVerifier())
+    gate.install(app)
+    other = AuthGate(TableVerifier())
+    assert installed_gate({"type": "http", "app": app}) is gate
+    assert installed_gate({"type": "http", "app": app, SCOPE_KEY: other}) is other
+    assert installed_gate({"type": "http", "app": FastAPI()}) is None
+    assert installed_gate({"type": "http"}) is None
+
+    seen: list[object] = []
+
+    @app.get("/where")
+    async def where(request: Request) -> dict[str, bool]:
+        seen.append(request.scope.get(SCOPE_KEY))
+        return {"ok": True}
+
+    assert TestClient(app).get("/where").status_code == 200
+    assert seen == [gate]

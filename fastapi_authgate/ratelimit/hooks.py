@@ -8,12 +8,17 @@ limits need it, so :class:`ResponseHooksMiddleware` puts a list under
 ``http.response.start``, *before* forwarding it, so a client cannot fire its next attempt before
 this one is counted. An exception escaping the app with no response started counts as status 500.
 A failing hook is logged and never breaks the response.
+
+The same middleware also copies ``scope_items`` into every HTTP and WebSocket scope. The gate puts
+itself there (``AuthGate.install``), so a guard finds it with one dict lookup instead of
+``app.state.authgate``, whose ``__getattr__`` fallback raises and catches an ``AttributeError``
+inside attribute lookup on every request; that alone cost more than a cached token check.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -41,16 +46,23 @@ async def _run(hooks: list[ResponseHook], status: int) -> None:
 class ResponseHooksMiddleware:
     """Calls the hooks registered in ``scope["authgate.response_hooks"]`` with the status.
 
-    Only ``http`` scopes are touched; lifespan and websocket scopes pass straight through.
+    Hooks run for ``http`` scopes only; ``scope_items`` are added to ``http`` and ``websocket``
+    scopes; lifespan passes straight through.
     """
 
-    def __init__(self, app: ASGIApp) -> None:
+    def __init__(self, app: ASGIApp, *, scope_items: Mapping[str, object] | None = None) -> None:
         self.app = app
+        self.scope_items = dict(scope_items or {})
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
+        kind = scope["type"]
+        if kind != "http":
+            if kind == "websocket" and self.scope_items:
+                scope.update(self.scope_items)
             await self.app(scope, receive, send)
             return
+        if self.scope_items:
+            scope.update(self.scope_items)
         hooks: list[ResponseHook] = []
         scope[RESPONSE_HOOKS_KEY] = hooks
         started = False
