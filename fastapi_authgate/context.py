@@ -91,13 +91,14 @@ class Credentials(NamedTuple):
         return self.bearer is not None or self.api_key is not None or bool(self.cookies)
 
 
-@dataclass(frozen=True, slots=True)
-class Decision:
+class Decision(NamedTuple):
     """One rate-limit rule's verdict for one request.
 
     ``remaining`` is how many more requests fit right now, ``reset_after`` the seconds until the
     bucket is fully drained (quota wholly available again) and ``retry_after`` the seconds until the
-    next request would be allowed (0 when this one was).
+    next request would be allowed (0 when this one was). A named tuple, like :class:`Credentials`:
+    one is built per rule per limited request, and a tuple is built in a third of the time a frozen
+    dataclass takes.
     """
 
     allowed: bool
