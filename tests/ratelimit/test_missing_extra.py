@@ -6,29 +6,29 @@ import importlib
 import sys
 
 import pytest
+from pydantic import SecretStr
 
 from fastapi_authgate.errors import ConfigurationError
+from fastapi_authgate.ratelimit.limiter import RateLimiter
+from fastapi_authgate.settings import AuthGateSettings
 
 
-def test_missing_extra_names_it(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setitem(sys.modules, "redis", None)
-    monkeypatch.setitem(sys.modules, "redis.asyncio", None)
-    monkeypatch.setitem(sys.modules, "redis.exceptions", None)
+@pytest.fixture
+def without_redis(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Make ``import redis`` fail as it does where the extra is not installed."""
+    for name in ("redis", "redis.asyncio", "redis.exceptions"):
+        monkeypatch.setitem(sys.modules, name, None)
     monkeypatch.delitem(sys.modules, "fastapi_authgate.ratelimit.redis_store", raising=False)
+
+
+@pytest.mark.usefixtures("without_redis")
+def test_missing_extra_names_it() -> None:
     with pytest.raises(ConfigurationError, match=r"pip install 'fastapi-authgate\[redis\]'"):
         importlib.import_module("fastapi_authgate.ratelimit.redis_store")
 
 
-def test_a_redis_url_without_the_extra_fails_at_startup(monkeypatch: pytest.MonkeyPatch) -> None:
-    from pydantic import SecretStr
-
-    from fastapi_authgate.ratelimit.limiter import RateLimiter
-    from fastapi_authgate.settings import AuthGateSettings
-
-    monkeypatch.setitem(sys.modules, "redis", None)
-    monkeypatch.setitem(sys.modules, "redis.asyncio", None)
-    monkeypatch.setitem(sys.modules, "redis.exceptions", None)
-    monkeypatch.delitem(sys.modules, "fastapi_authgate.ratelimit.redis_store", raising=False)
+@pytest.mark.usefixtures("without_redis")
+def test_a_redis_url_without_the_extra_fails_at_startup() -> None:
     settings = AuthGateSettings(redis_url=SecretStr("redis://127.0.0.1:6379/0"))
     with pytest.raises(ConfigurationError, match=r"fastapi-authgate\[redis\]"):
         RateLimiter.from_settings(settings)
