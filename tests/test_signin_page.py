@@ -76,21 +76,29 @@ class Page:
         self.driver = driver
 
     def click(self, element_id: str) -> None:
-        """Click; for an API button, wait until the page shows that call's answer."""
-        self.driver.execute_script("document.getElementById('output').textContent = ''")
-        self.driver.find_element(By.ID, element_id).click()
-        if element_id.startswith("call-"):
-            WebDriverWait(self.driver, 5).until(lambda d: self.output.strip() != "")
+        """Click; for an API button, wait until the page shows that very call's answer."""
+        self._clear("output")
+        button = self.driver.find_element(By.ID, element_id)
+        path = button.get_attribute("data-path")
+        button.click()
+        if path:
+            WebDriverWait(self.driver, 5).until(lambda d: f"GET {path}\n" in self.output)
+
+    def _clear(self, element_id: str) -> None:
+        self.driver.execute_script(f"document.getElementById('{element_id}').textContent = ''")
 
     def sign_in(self, user: str, *, admin: bool) -> None:
+        """Sign in and wait until the page has shown who is signed in (its own /api/me call)."""
         field = self.driver.find_element(By.ID, "sub")
         field.clear()
         field.send_keys(user)
         box = self.driver.find_element(By.CSS_SELECTOR, "input[name=scope][value=admin]")
         if box.is_selected() != admin:
             box.click()
+        self._clear("who")
+        self._clear("output")
         self.driver.find_element(By.ID, "signin-button").click()
-        WebDriverWait(self.driver, 5).until(lambda d: user in self.who)
+        WebDriverWait(self.driver, 5).until(lambda d: f"Signed in as {user} " in self.who)
 
     @property
     def who(self) -> str:
