@@ -71,7 +71,7 @@ async def big_chunked() -> Response:
 
 async def _slow_body() -> AsyncIterator[bytes]:
     yield b'{"a": '
-    for _ in range(100):  # a byte now and then: every single read is fast, the whole is not
+    for _ in range(150):  # a byte now and then: every single read is fast, the whole is not
         await asyncio.sleep(0.02)
         yield b" "
     yield b"1}"
@@ -84,7 +84,7 @@ async def slow_body() -> Response:
 
 @app.get("/slow")
 async def slow() -> dict[str, int]:
-    await asyncio.sleep(1.0)
+    await asyncio.sleep(3.0)
     return {"late": 1}
 
 
@@ -161,7 +161,7 @@ async def test_overall_deadline(base_url: str, path: str, caplog: pytest.LogCapt
         ):
             await fetch_json(client, base_url + path, deadline=0.3, what="JWKS fetch")
         elapsed = time.monotonic() - started
-    assert elapsed < 0.9
+    assert elapsed < 2.0  # well under the 3 s a missing deadline would take
     assert isinstance(raised.value.__cause__, TimeoutError)
     assert "JWKS fetch from" in caplog.text and "timeout after 0.3s; answering 503" in caplog.text
 

@@ -252,7 +252,7 @@ async def test_slow_issuer_hits_the_deadline(
     started = time.monotonic()
     with pytest.raises(ProviderError):
         await verifier.verify(bearer(build_valid_token(minter)))
-    assert time.monotonic() - started < 1.5
+    assert time.monotonic() - started < 2.5  # the issuer would take 3 s
     issuer.delay = 0
     await verifier.aclose()
 
