@@ -11,9 +11,9 @@ On WebSockets a refusal closes the socket (1008, or 1013 when retrying later can
 answering HTTP.
 """
 
-# No ``from __future__ import annotations`` here: FastAPI releases before 0.116 read a callable
-# instance's parameter annotations without resolving strings, and would see ``request`` and
-# ``security_scopes`` as query parameters.
+# No ``from __future__ import annotations`` here: older FastAPI releases (0.115, our lowest) read a
+# callable instance's parameter annotations without resolving strings, and would see ``request``
+# and ``security_scopes`` as query parameters.
 import logging
 from typing import Literal
 
