@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import ipaddress
+
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from starlette.requests import HTTPConnection
 
 from fastapi_authgate.client_ip import ClientIPResolver, normalize_ip
@@ -149,3 +153,32 @@ def test_normalize_ip() -> None:
         "10.0.0.1",
         "192.168.0.0/16",
     )
+
+
+_ip_text = st.one_of(
+    st.ip_addresses().map(str),
+    st.sampled_from(["unknown", "_hidden", "[2001:db8::1]:443", "1.2.3.4:80", '"[::1]"', ""]),
+)
+_header_text = st.one_of(
+    st.lists(_ip_text, max_size=5).map(", ".join),
+    st.text(alphabet=st.characters(min_codepoint=32, max_codepoint=126), max_size=60),
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(xff=_header_text, forwarded=_header_text, peer_trusted=st.booleans())
+def test_arbitrary_forwarding_headers_never_raise_and_never_pick_a_trusted_hop(
+    xff: str, forwarded: str, peer_trusted: bool
+) -> None:
+    peer = PROXY if peer_trusted else "203.0.113.50"
+    headers = [("X-Forwarded-For", xff), ("Forwarded", "for=" + forwarded)]
+    resolved = trusted.resolve(conn(peer, *headers))
+    if not peer_trusted:
+        assert resolved == peer  # an untrusted peer's headers are never read
+        return
+    # Either the trusted peer itself (headers malformed, absent or disagreeing) or a real,
+    # untrusted address taken from them: never a trusted hop, never arbitrary text.
+    if resolved != peer:
+        address = ipaddress.ip_address(resolved)
+        assert not trusted.is_trusted(address)
+        assert str(address) == resolved

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import MutableMapping
 from typing import Any
 
 import pytest
 from fastapi import Depends, FastAPI, Security, WebSocket
 from fastapi.testclient import TestClient
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from starlette.requests import Request
 from starlette.websockets import WebSocketDisconnect
 
@@ -21,6 +24,7 @@ from fastapi_authgate import (
     require_session,
     require_user,
 )
+from fastapi_authgate.providers.dev import DevIssuer
 
 
 class TableVerifier:
@@ -293,3 +297,66 @@ def test_openapi_lists_bearer_and_cookie_schemes(client: TestClient) -> None:
     assert bearer_scopes in ([], ["admin"])
     assert admin_security == [{"BearerAuth": bearer_scopes}, {"SessionCookie": bearer_scopes}]
     assert schema["paths"]["/me"]["get"]["security"] == [{"BearerAuth": []}, {"SessionCookie": []}]
+
+
+def _asgi_get(
+    app: FastAPI, path: str, headers: list[tuple[bytes, bytes]]
+) -> tuple[int, dict[bytes, bytes]]:
+    """Call ``app`` directly with raw header bytes no HTTP client would let through."""
+    import asyncio
+
+    sent: list[dict[str, Any]] = []
+
+    async def receive() -> dict[str, Any]:
+        return {"type": "http.request", "body": b"", "more_body": False}
+
+    async def send(message: MutableMapping[str, Any]) -> None:
+        sent.append(dict(message))
+
+    scope = {
+        "type": "http",
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "method": "GET",
+        "scheme": "http",
+        "path": path,
+        "raw_path": path.encode(),
+        "root_path": "",
+        "query_string": b"",
+        "headers": headers,
+        "client": ("203.0.113.1", 1234),
+        "server": ("test", 80),
+    }
+    asyncio.run(app(scope, receive, send))
+    start = next(m for m in sent if m["type"] == "http.response.start")
+    return start["status"], dict(start["headers"])
+
+
+_DEV_ISSUER = DevIssuer()
+_DEV_APP = FastAPI()
+AuthGate(_DEV_ISSUER.verifier()).install(_DEV_APP)
+
+
+@_DEV_APP.get("/maybe")
+async def _maybe(auth: AuthContext | None = Depends(optional_user)) -> dict[str, Any]:
+    return {"subject": auth.subject if auth else None}
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    authorization=st.one_of(
+        st.binary(max_size=200),
+        st.builds(lambda b: b"Bearer " + b, st.binary(max_size=200)),
+        st.builds(
+            lambda t: b"Bearer " + t.encode(), st.text(alphabet="abcXYZ019-_.=~+/ ", max_size=80)
+        ),
+    ),
+    cookie=st.binary(max_size=120),
+)
+def test_arbitrary_credential_bytes_never_give_a_500(authorization: bytes, cookie: bytes) -> None:
+    status, headers = _asgi_get(
+        _DEV_APP, "/maybe", [(b"authorization", authorization), (b"cookie", cookie)]
+    )
+    assert status in (200, 401)
+    if status == 401:
+        assert headers[b"www-authenticate"].startswith(b'Bearer realm="api"')

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from fastapi_authgate.errors import ConfigurationError
 from fastapi_authgate.ratelimit.limiter import RateLimiter
@@ -71,3 +73,27 @@ def test_gcra_step_is_pure() -> None:
     assert decision.allowed and decision.remaining == 9 and tat == 106.0
     refused, untouched = gcra_step(160.0, 100.0, 10, 60, 1)
     assert not refused.allowed and untouched is None and refused.retry_after == 6.0
+
+
+@settings(max_examples=500, deadline=None)
+@given(st.text(max_size=40))
+def test_arbitrary_rule_text_parses_or_is_a_configuration_error(text: str) -> None:
+    try:
+        rates = parse_rule(text)
+    except ConfigurationError:
+        return
+    assert rates
+    for rate in rates:
+        assert rate.limit >= 1
+        assert rate.period > 0
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    limit=st.integers(min_value=1, max_value=10_000),
+    unit=st.sampled_from(["second", "minute", "hour", "day"]),
+    spaces=st.sampled_from(["", " ", "  "]),
+)
+def test_well_formed_rules_round_trip(limit: int, unit: str, spaces: str) -> None:
+    periods = {"second": 1, "minute": 60, "hour": 3600, "day": 86400}
+    assert parse_rule(f"{limit}{spaces}/{spaces}{unit}") == (Rate(limit, periods[unit]),)
