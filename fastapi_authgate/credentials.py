@@ -22,7 +22,7 @@ from starlette.requests import HTTPConnection, cookie_parser
 from fastapi_authgate.context import Credentials
 from fastapi_authgate.errors import AuthenticationError
 
-__all__ = ["parse_bearer", "read_credentials"]
+__all__ = ["parse_bearer", "raw_bearer", "read_credentials"]
 
 _B64TOKEN_ALPHABET = (string.ascii_letters + string.digits + "-._~+/=").encode("ascii")
 _MAX_BEARER = 16 * 1024
@@ -45,6 +45,24 @@ def parse_bearer(value: str | bytes) -> str | None:
     ):
         raise AuthenticationError("Malformed bearer credentials")
     return token.decode("ascii")
+
+
+def raw_bearer(headers: list[tuple[bytes, bytes]]) -> bytes | None:
+    """The unchecked token bytes of the one ``Authorization: Bearer`` header, else ``None``.
+
+    For the verified-token fast path only: it checks nothing, so its answer may only be used to
+    look up a token that was fully verified before. ``None`` (no header, another scheme, or two
+    ``Authorization`` headers) sends the caller down the normal path, which does the checking.
+    """
+    found: bytes | None = None
+    for name, value in headers:
+        if name == b"authorization":
+            if found is not None:
+                return None
+            found = value
+    if found is None or found[:7].lower() != b"bearer ":
+        return None
+    return found[7:].strip(b" ")
 
 
 def _parse_cookies(raw: str) -> Mapping[str, str]:

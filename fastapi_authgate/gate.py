@@ -20,7 +20,7 @@ from starlette.types import Scope
 
 from fastapi_authgate.client_ip import ClientIPResolver
 from fastapi_authgate.context import AuthContext
-from fastapi_authgate.credentials import read_credentials
+from fastapi_authgate.credentials import raw_bearer, read_credentials
 from fastapi_authgate.errors import AuthenticationError, AuthGateError, ConfigurationError
 from fastapi_authgate.protocols import Verifier
 from fastapi_authgate.ratelimit.hooks import ResponseHooksMiddleware
@@ -75,6 +75,10 @@ class AuthGate:
         if not realm or any(ch in realm for ch in '"\\\r\n'):
             raise ConfigurationError("realm must be non-empty text without quotes (AUTHGATE_REALM)")
         self.verifier: Verifier = verifier
+        lookup = getattr(verifier, "cached_bearer", None)
+        self._cached_bearer: Callable[[bytes], AuthContext | None] | None = (
+            lookup if callable(lookup) else None
+        )
         self.realm = realm
         self.limiter = limiter if limiter is not None else RateLimiter()
         self.client_ip = ClientIPResolver(trusted_proxies)
@@ -132,7 +136,9 @@ class AuthGate:
         """The verified identity of ``conn``, ``None`` when it carries no credential.
 
         A context already verified for this connection (by the middleware or another dependency)
-        is reused, so stacking guards costs one verification.
+        is reused, so stacking guards costs one verification. A bearer token the verifier has
+        verified before is answered from its cache (``cached_bearer``) before any credential is
+        parsed: the repeated-token case is the common one and costs a hash and a lookup.
         """
         scope = conn.scope
         state = scope.get("state")
@@ -140,14 +146,21 @@ class AuthGate:
             known = state.get("auth")
             if known is not None:
                 return known  # type: ignore[no-any-return]
-        credentials = read_credentials(conn)
-        if credentials is None:
-            return None
-        context = await self.verifier.verify(credentials)
+        context: AuthContext | None = None
+        lookup = self._cached_bearer
+        if lookup is not None:
+            token = raw_bearer(scope["headers"])
+            if token is not None:
+                context = lookup(token)
         if context is None:
-            if credentials.bearer is not None or credentials.api_key is not None:
-                raise AuthenticationError("The credential was not recognised")
-            return None
+            credentials = read_credentials(conn)
+            if credentials is None:
+                return None
+            context = await self.verifier.verify(credentials)
+            if context is None:
+                if credentials.bearer is not None or credentials.api_key is not None:
+                    raise AuthenticationError("The credential was not recognised")
+                return None
         if state is None:
             scope["state"] = {"auth": context}
         else:

@@ -14,7 +14,15 @@ from starlette.requests import HTTPConnection
 
 from fastapi_authgate.context import AuthContext, Credentials, Decision
 
-__all__ = ["Clock", "EventSink", "InProcessStore", "KeyFunc", "RateLimitStore", "Verifier"]
+__all__ = [
+    "CachedBearerLookup",
+    "Clock",
+    "EventSink",
+    "InProcessStore",
+    "KeyFunc",
+    "RateLimitStore",
+    "Verifier",
+]
 
 Clock = Callable[[], float]
 """Returns the current UNIX time in seconds; injected so tests never sleep."""
@@ -35,6 +43,19 @@ class Verifier(Protocol):
     provider: str
 
     async def verify(self, credentials: Credentials) -> AuthContext | None: ...
+
+
+class CachedBearerLookup(Protocol):
+    """Optional verifier capability: answer a repeated bearer token from what it verified before.
+
+    ``cached_bearer(token)`` gets the raw token bytes of an ``Authorization: Bearer`` header and
+    returns the context it built the last time it verified exactly these bytes, if that is still
+    valid, else ``None``; it never verifies anything new. The gate asks it before parsing any
+    credentials, so a repeated token costs a hash and a dict lookup. A token only gets into such a
+    cache after passing every check, so bytes that hash to an entry need no second look.
+    """
+
+    def cached_bearer(self, token: bytes) -> AuthContext | None: ...
 
 
 class RateLimitStore(Protocol):

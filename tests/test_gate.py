@@ -4,13 +4,21 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import Any
 
 import pytest
-from fastapi import FastAPI
+from fastapi import Depends, FastAPI
 from fastapi.testclient import TestClient
 from starlette.requests import Request
 
-from fastapi_authgate import AuthGate, AuthGateSettings, ConfigurationError
+from fastapi_authgate import (
+    AuthContext,
+    AuthGate,
+    AuthGateSettings,
+    ConfigurationError,
+    require_user,
+)
+from fastapi_authgate.providers.dev import DevIssuer
 from fastapi_authgate.ratelimit.hooks import ResponseHooksMiddleware
 from tests.test_dependencies import TableVerifier
 
@@ -161,3 +169,67 @@ def test_installed_gate_travels_in_the_scope_and_falls_back_to_app_state() -> No
 
     assert TestClient(app).get("/where").status_code == 200
     assert seen == [gate]
+
+
+class CachingTableVerifier(TableVerifier):
+    """A verifier that also offers the cached-bearer look-up, recording what it is asked."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.looked_up: list[bytes] = []
+
+    def cached_bearer(self, token: bytes) -> AuthContext | None:
+        self.looked_up.append(token)
+        if token == b"alice":
+            return AuthContext(subject="alice-cached", provider="table", credential="bearer")
+        return None
+
+
+def _app_with(verifier: Any) -> TestClient:
+    app = FastAPI()
+    AuthGate(verifier).install(app)
+
+    @app.get("/me")
+    async def me(auth: AuthContext = Depends(require_user)) -> dict[str, str]:
+        return {"subject": auth.subject}
+
+    return TestClient(app)
+
+
+def test_a_cached_bearer_skips_credential_parsing_and_verification() -> None:
+    verifier = CachingTableVerifier()
+    client = _app_with(verifier)
+    assert client.get("/me", headers={"Authorization": "bearer  alice"}).json() == {
+        "subject": "alice-cached"
+    }
+    assert verifier.looked_up == [b"alice"]
+    assert verifier.calls == 0
+    # A miss falls through to the full path.
+    assert client.get("/me", headers={"Authorization": "Bearer root"}).json() == {"subject": "root"}
+    assert verifier.calls == 1
+
+
+def test_the_fast_path_never_bypasses_the_checks_on_malformed_requests() -> None:
+    verifier = CachingTableVerifier()
+    client = _app_with(verifier)
+    twice = [("Authorization", "Bearer alice"), ("Authorization", "Bearer alice")]
+    response = client.get("/me", headers=twice)
+    assert response.status_code == 401
+    assert 'error="invalid_token"' in response.headers["www-authenticate"]
+    assert verifier.looked_up == []
+    response = client.get("/me", headers={"Authorization": "Basic alice"})
+    assert response.status_code == 401
+    assert verifier.looked_up == []
+
+
+def test_jwks_verifier_answers_a_repeated_token_from_its_cache() -> None:
+    issuer = DevIssuer()
+    verifier = issuer.verifier()
+    token = issuer.issue("dana")
+    assert verifier.cached_bearer(token.encode()) is None
+    client = _app_with(verifier)
+    assert client.get("/me", headers={"Authorization": f"Bearer {token}"}).status_code == 200
+    cached = verifier.cached_bearer(token.encode())
+    assert cached is not None and cached.subject == "dana"
+    assert verifier.cached_bearer((token + "x").encode()) is None
+    assert issuer.verifier(token_cache_size=0).cached_bearer(token.encode()) is None

@@ -8,7 +8,7 @@ match" and let the weakest verifier decide.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
 from fastapi_authgate.context import AuthContext, Credentials
 from fastapi_authgate.errors import ConfigurationError
@@ -26,10 +26,23 @@ class ChainVerifier:
         self.verifiers: tuple[Verifier, ...] = tuple(verifiers)
         if not self.verifiers:
             raise ConfigurationError("ChainVerifier needs at least one verifier")
+        self._lookups: tuple[Callable[[bytes], AuthContext | None], ...] = tuple(
+            lookup
+            for lookup in (getattr(v, "cached_bearer", None) for v in self.verifiers)
+            if callable(lookup)
+        )
 
     async def verify(self, credentials: Credentials) -> AuthContext | None:
         for verifier in self.verifiers:
             context = await verifier.verify(credentials)
+            if context is not None:
+                return context
+        return None
+
+    def cached_bearer(self, token: bytes) -> AuthContext | None:
+        """The first child's cached answer for ``token`` (children without a cache are skipped)."""
+        for lookup in self._lookups:
+            context = lookup(token)
             if context is not None:
                 return context
         return None

@@ -180,6 +180,13 @@ class JWKSVerifier:
             return context
         return await self._verify_token(token, kind, cache_key)
 
+    def cached_bearer(self, token: bytes) -> AuthContext | None:
+        """The context of a bearer token verified before and still valid (see the protocol)."""
+        cache = self._cache
+        if cache is None:
+            return None
+        return cache.get(cache.key_of_bytes(token, b"bearer"), self._clock())
+
     async def _verify_token(
         self, token: str, kind: CredentialKind, cache_key: bytes | None
     ) -> AuthContext | None:

@@ -43,8 +43,12 @@ class TokenCache:
         The SHA-256 digest of ``namespace + NUL + token``: the separator keeps the framing
         unambiguous, so a bearer string ``"cookie:" + T`` can never hit the entry of cookie ``T``.
         """
-        data = namespace + b"\0" + token.encode("utf-8", "surrogatepass")
-        return hashlib.sha256(data).digest()
+        return TokenCache.key_of_bytes(token.encode("utf-8", "surrogatepass"), namespace)
+
+    @staticmethod
+    def key_of_bytes(token: bytes, namespace: bytes = b"") -> bytes:
+        """:meth:`key` for a token still in the bytes it arrived as (equal for ASCII tokens)."""
+        return hashlib.sha256(namespace + b"\0" + token).digest()
 
     def get(self, key: bytes, now: float) -> AuthContext | None:
         """The cached context for ``key`` if it is still valid at ``now``."""
