@@ -39,3 +39,24 @@ def test_lone_surrogates_are_malformed(payload: str) -> None:
 def test_paired_surrogates_and_lookalikes_still_parse(payload: str, sub: str) -> None:
     token = HEADER + "." + b64(payload.encode()) + "." + b64(b"sig")
     assert parse_compact(token).claims["sub"] == sub
+
+
+def test_checked_headers_are_remembered_read_only_and_bounded() -> None:
+    from fastapi_authgate import _jws
+
+    _jws._checked_headers.clear()
+    body = segment({"sub": "a", "exp": 1})
+    good = segment({"alg": "RS256", "kid": "k1"})
+    first = parse_compact(f"{good}.{body}.c2ln")
+    second = parse_compact(f"{good}.{body}.c2ln")
+    assert first.header is second.header  # decoded once
+    with pytest.raises(TypeError):
+        first.header["alg"] = "none"  # type: ignore[index]
+    bad = segment({"alg": "none"})
+    for _ in range(2):  # a refused header is never remembered, so it is refused every time
+        with pytest.raises(AuthenticationError, match="Unsigned"):
+            parse_compact(f"{bad}.{body}.c2ln")
+    assert bad not in _jws._checked_headers
+    for index in range(_jws._CHECKED_HEADERS_MAX + 50):
+        parse_compact(f"{segment({'alg': 'RS256', 'kid': f'k{index}'})}.{body}.c2ln")
+    assert len(_jws._checked_headers) == _jws._CHECKED_HEADERS_MAX
