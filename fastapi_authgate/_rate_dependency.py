@@ -257,7 +257,7 @@ def rate_limited(
                 headers = rate_limit_headers(decisions)
                 raise RateLimitExceeded(retry_after=retry_after_seconds(decisions), headers=headers)
         elif is_http and not shadow:
-            response.headers.raw.extend(headers_of.allowed(decisions))
+            response.raw_headers.extend(headers_of.allowed(decisions))  # no MutableHeaders view
         if deferred:
             hooks = cast("list[ResponseHook] | None", scope.get(RESPONSE_HOOKS_KEY))
             if hooks is None:
