@@ -16,12 +16,14 @@ This module only wires them and turns claims into an :class:`AuthContext`.
 
 from __future__ import annotations
 
+import ipaddress
 import logging
 import math
 import time
 from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime
 from typing import Any
+from urllib.parse import urlsplit
 
 import httpx
 
@@ -115,6 +117,13 @@ class JWKSVerifier:
                 )
             if jwks_url is not None and not jwks_url.startswith(("https://", "http://")):
                 raise ConfigurationError("jwks_url must be an http(s) URL (AUTHGATE_JWKS_URL)")
+            source = jwks_url if jwks_url is not None else issuer
+            if source is not None and _plain_http_off_machine(source):
+                logger.warning(
+                    "JWKS keys for %s will be fetched over plain http from another host: anyone "
+                    "on the path could substitute keys and mint tokens; use https",
+                    provider,
+                )
         if not 0 <= min_cache_ttl <= max_cache_ttl or cache_ttl < 0:
             raise ConfigurationError("JWKS cache lifetimes must satisfy 0 <= min <= max")
         if refetch_cooldown < 0 or not fetch_deadline > 0 or max_token_bytes < 256:
@@ -244,6 +253,20 @@ class JWKSVerifier:
     async def aclose(self) -> None:
         """Close the HTTP client this verifier built (a shared one is left open)."""
         await self._keys.aclose()
+
+
+def _plain_http_off_machine(url: str) -> bool:
+    """True for an ``http://`` URL whose host is not this machine (loopback or ``localhost``)."""
+    parts = urlsplit(url)
+    if parts.scheme != "http":
+        return False
+    host = (parts.hostname or "").lower()
+    if host == "localhost" or host.endswith(".localhost"):
+        return False
+    try:
+        return not ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return True
 
 
 def _audiences(audience: str | Iterable[str] | None) -> frozenset[str]:

@@ -546,3 +546,22 @@ async def test_unreachable_issuer_is_a_provider_error(clock: FixedClock) -> None
 
 def test_kid_constants() -> None:
     assert {RSA_KID, EC_KID} == {key["kid"] for key in (rsa_jwk(), ec_jwk())}
+
+
+@pytest.mark.parametrize(
+    ("url", "warned"),
+    [
+        ("http://keys.example.com/jwks.json", True),
+        ("http://10.1.2.3/jwks.json", True),
+        ("https://keys.example.com/jwks.json", False),
+        ("http://127.0.0.1:8080/jwks.json", False),
+        ("http://[::1]/jwks.json", False),
+        ("http://localhost/jwks.json", False),
+    ],
+)
+def test_plain_http_key_source_off_this_machine_is_warned_about(
+    url: str, warned: bool, caplog: pytest.LogCaptureFixture
+) -> None:
+    with caplog.at_level(logging.WARNING, logger="fastapi_authgate.verifiers.jwks"):
+        JWKSVerifier(jwks_url=url, issuer="https://issuer.example")
+    assert ("over plain http" in caplog.text) is warned
