@@ -106,3 +106,13 @@ def measure(
 def ratio(results: dict[str, list[float]], name: str, base: str) -> float:
     """Median over rounds of (route throughput / base throughput) measured in the same round."""
     return statistics.median(a / b for a, b in zip(results[name], results[base], strict=True))
+
+
+def print_table(results: dict[str, list[float]]) -> None:
+    """Median throughput per variant and its ratios to ``bare`` and ``noop``, in run order."""
+    print(f"{'route':<12} {'req/s (median)':>15} {'x bare':>8} {'x noop':>8}")
+    for name, rounds in results.items():
+        print(
+            f"{name:<12} {statistics.median(rounds):>15,.0f} {ratio(results, name, 'bare'):>8.3f}"
+            f" {ratio(results, name, 'noop'):>8.3f}"
+        )

@@ -39,7 +39,7 @@ from fastapi.security.base import SecurityBase
 from starlette.requests import HTTPConnection
 
 from bench._apps import one_route_app
-from bench._driver import Headers, measure, ratio
+from bench._driver import Headers, measure, print_table, ratio
 from fastapi_authgate import AuthGate, Credentials, require_user
 from fastapi_authgate.providers.dev import DevIssuer
 
@@ -188,13 +188,7 @@ def main() -> None:
         for name, app in apps.items()
     ]
     results = measure(routes, requests_per_round=200 if quick else 400, rounds=15 if quick else 41)
-    print(f"{'route':<12} {'req/s (median)':>15} {'x bare':>8} {'x noop':>8}")
-    for name, _, _, _ in routes:
-        rps = statistics.median(results[name])
-        print(
-            f"{name:<12} {rps:>15,.0f} {ratio(results, name, 'bare'):>8.3f}"
-            f" {ratio(results, name, 'noop'):>8.3f}"
-        )
+    print_table(results)
     print()
     print(
         f"cached / noop guard          : {ratio(results, 'cached', 'noop'):.3f}  (target >= 0.95)"

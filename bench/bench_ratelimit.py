@@ -24,7 +24,6 @@ import asyncio
 import math
 import random
 import socket
-import statistics
 import sys
 import time
 import uuid
@@ -37,7 +36,7 @@ from starlette.requests import HTTPConnection
 from starlette.responses import Response
 
 from bench._apps import one_route_app
-from bench._driver import Headers, make_scope, measure, ratio
+from bench._driver import Headers, make_scope, measure, print_table, ratio
 from fastapi_authgate import AuthGate, rate_limited
 from fastapi_authgate.providers.dev import DevIssuer
 from fastapi_authgate.ratelimit.limiter import RateLimiter
@@ -179,13 +178,7 @@ def main() -> None:
     finally:
         if prefix is not None:
             deleted = delete_prefix(REDIS_URL, prefix)
-    print(f"{'route':<12} {'req/s (median)':>15} {'x bare':>8} {'x noop':>8}")
-    for name, _, _, _ in routes:
-        rps = statistics.median(results[name])
-        print(
-            f"{name:<12} {rps:>15,.0f} {ratio(results, name, 'bare'):>8.3f}"
-            f" {ratio(results, name, 'noop'):>8.3f}"
-        )
+    print_table(results)
     if redis_limiter is None:
         print(f"redis        skipped: {reason}")
     else:
