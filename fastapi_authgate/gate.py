@@ -8,6 +8,8 @@ no per-request state; routes reach it through ``request.app.state.authgate`` (se
 
 from __future__ import annotations
 
+import importlib
+import importlib.util
 import logging
 from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
 from contextlib import asynccontextmanager
@@ -106,13 +108,8 @@ class AuthGate:
             verifier = dev_issuer.verifier(
                 leeway=settings.leeway_seconds, session_cookie=settings.session_cookie
             )
-        elif settings.provider == "jwks":
-            verifier = _jwks_verifier_from_settings(settings)
         else:
-            raise ConfigurationError(
-                f"AUTHGATE_PROVIDER={settings.provider} is not supported by this version yet; "
-                "use 'dev' or 'jwks'"
-            )
+            verifier = _VERIFIER_BUILDERS[settings.provider](settings)
         return cls(
             verifier,
             realm=settings.realm,
@@ -280,6 +277,27 @@ def _with_cookie_scheme(
     return openapi
 
 
+def _provider_module(module: str, provider: str) -> Callable[[AuthGateSettings], Verifier]:
+    """A builder that imports ``module`` only when its provider is chosen.
+
+    Each provider module exposes ``verifier_from_settings(settings) -> Verifier``, which raises
+    :class:`ConfigurationError` naming the first missing or bad ``AUTHGATE_<PROVIDER>__*`` variable.
+    """
+
+    def build(settings: AuthGateSettings) -> Verifier:
+        if importlib.util.find_spec(module) is None:
+            raise ConfigurationError(
+                f"AUTHGATE_PROVIDER={provider} is not supported by this version yet; "
+                "use 'dev' or 'jwks'"
+            )
+        builder: Callable[[AuthGateSettings], Verifier] = importlib.import_module(
+            module
+        ).verifier_from_settings
+        return builder(settings)
+
+    return build
+
+
 def _jwks_verifier_from_settings(settings: AuthGateSettings) -> Verifier:
     from fastapi_authgate.verifiers.jwks import JWKSVerifier
 
@@ -301,6 +319,16 @@ def _jwks_verifier_from_settings(settings: AuthGateSettings) -> Verifier:
         refetch_cooldown=settings.jwks_refetch_cooldown_seconds,
         fetch_deadline=settings.jwks_timeout_seconds,
     )
+
+
+_VERIFIER_BUILDERS: Mapping[str, Callable[[AuthGateSettings], Verifier]] = {
+    "jwks": _jwks_verifier_from_settings,
+    "qyzar": _provider_module("fastapi_authgate.providers.qyzar", "qyzar"),
+    "torii": _provider_module("fastapi_authgate.providers.torii", "torii"),
+    "tiun": _provider_module("fastapi_authgate.providers.tiun", "tiun"),
+    "inai": _provider_module("fastapi_authgate.providers.inai", "inai"),
+}
+"""How each ``AUTHGATE_PROVIDER`` (other than ``dev``) becomes a verifier: one table, no if/elif."""
 
 
 def _describe_settings_error(exc: ValidationError) -> str:

@@ -98,7 +98,9 @@ def test_libraries_are_wrapped_in_one_module(path: Path) -> None:
         library = name.split(".")[0]
         homes = LIBRARY_HOMES.get(library)
         if homes is not None:
-            assert me in homes, f"{me} imports {library}; only {sorted(homes)} may"
+            # the test kit is a package (one fake server per provider): all of it may use fastapi
+            home = "testing" if me.startswith("testing.") else me
+            assert home in homes, f"{me} imports {library}; only {sorted(homes)} may"
 
 
 @pytest.mark.parametrize("path", _modules(), ids=_dotted)
