@@ -19,6 +19,7 @@ from fastapi_authgate.errors import (
     ConfigurationError,
     NotAuthenticatedError,
     ProviderError,
+    ProviderResponseError,
     RateLimitExceeded,
 )
 from fastapi_authgate.gate import AuthGate
@@ -49,6 +50,7 @@ __all__ = [
     "KeyFunc",
     "NotAuthenticatedError",
     "ProviderError",
+    "ProviderResponseError",
     "RateLimitExceeded",
     "RateLimitStore",
     "User",

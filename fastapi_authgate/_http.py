@@ -4,8 +4,10 @@ Every call to an identity provider goes through :func:`request_json`: one overal
 connect, send and the whole body (a per-read timeout would let a server trickle bytes forever), a
 size cap enforced while streaming, redirects refused, and any timeout, connection error, 3xx, 4xx,
 5xx or non-JSON body turned into :class:`~fastapi_authgate.errors.ProviderError` raised ``from``
-its cause. Each failure is logged once, for operators, naming the endpoint (without query string
-or credentials) and the reason.
+its cause. REST clients pass ``api_errors=True`` to get status answers as
+:class:`~fastapi_authgate.errors.ProviderResponseError` (status, error code, message, body,
+``Retry-After``) instead. Each failure is logged once, for operators, naming the endpoint (without
+query string or credentials) and the reason.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ from typing import Any, Final
 import anyio
 import httpx
 
-from fastapi_authgate.errors import ProviderError
+from fastapi_authgate.errors import ProviderError, ProviderResponseError
 
 __all__ = ["DEFAULT_MAX_BYTES", "build_client", "fetch_json", "request_json"]
 
@@ -59,6 +61,16 @@ class _Refused(Exception):
     """A response we will not use; the message is the reason for the operator log."""
 
 
+class _StatusAnswer(Exception):
+    """A non-2xx answer that the caller asked to see (``api_errors=True``)."""
+
+    def __init__(self, status: int, body: bytes, headers: httpx.Headers) -> None:
+        super().__init__(status)
+        self.status = status
+        self.body = body
+        self.headers = headers
+
+
 async def fetch_json(
     client: httpx.AsyncClient,
     url: str,
@@ -77,10 +89,13 @@ async def request_json(
     url: str,
     *,
     json: Any = None,
+    params: Mapping[str, str | int] | None = None,
     headers: Mapping[str, str] | None = None,
     deadline: float,
     max_bytes: int = DEFAULT_MAX_BYTES,
     what: str,
+    api_errors: bool = False,
+    allow_empty: bool = False,
 ) -> tuple[Any, httpx.Headers]:
     """Send one request and return ``(decoded JSON body, response headers)``.
 
@@ -89,42 +104,48 @@ async def request_json(
         method: the HTTP method.
         url: the endpoint.
         json: a JSON body to send, if any.
+        params: query parameters (never logged).
         headers: extra request headers (their values are never logged).
         deadline: seconds for the whole exchange, body included.
         max_bytes: the largest body accepted; longer bodies are refused while streaming.
         what: what is being fetched, for the operator log ("JWKS fetch", "session verify").
+        api_errors: for REST clients, whose callers must tell a 404 from a 401 from a 429: a
+            3xx/4xx/5xx answer raises :class:`ProviderResponseError` with the status, the
+            ``error``/``message`` of the JSON error body, the parsed body and ``Retry-After``.
+            Without it (verifiers) any such status is a plain ``ProviderError``.
+        allow_empty: an empty 2xx body (such as a 204) decodes to ``None`` instead of failing.
 
     Raises:
+        ProviderResponseError: with ``api_errors``, the answer had a non-2xx status.
         ProviderError: timeout, connection failure, redirect, 4xx/5xx status, oversized or
             non-JSON body; raised ``from`` the underlying exception.
     """
     try:
         with anyio.fail_after(deadline):
-            async with client.stream(method, url, json=json, headers=headers) as response:
+            async with client.stream(
+                method, url, json=json, params=params, headers=headers
+            ) as response:
                 status = response.status_code
-                if 300 <= status < 400:
-                    raise _Refused(f"redirect ({status}) refused")
-                if status >= 400:
-                    raise _Refused(f"HTTP {status}")
-                declared = response.headers.get("content-length", "")
-                if declared.isdigit() and int(declared) > max_bytes:
-                    raise _Refused(f"body of {declared} bytes exceeds {max_bytes}")
-                chunks: list[bytes] = []
-                size = 0
-                async for chunk in response.aiter_bytes():
-                    size += len(chunk)
-                    if size > max_bytes:
-                        raise _Refused(f"body exceeds {max_bytes} bytes")
-                    chunks.append(chunk)
-                body = b"".join(chunks)
+                if not api_errors:
+                    if 300 <= status < 400:
+                        raise _Refused(f"redirect ({status}) refused")
+                    if status >= 400:
+                        raise _Refused(f"HTTP {status}")
+                body = await _read_capped(response, max_bytes)
+                if status >= 300:
+                    raise _StatusAnswer(status, body, response.headers)
     except TimeoutError as exc:
         raise _fail(what, url, f"timeout after {deadline:g}s") from exc
     except _Refused as exc:
         raise _fail(what, url, str(exc)) from exc
+    except _StatusAnswer as exc:
+        raise _status_error(what, url, exc) from None
     except httpx.TimeoutException as exc:
         raise _fail(what, url, f"timeout ({type(exc).__name__})") from exc
     except (httpx.HTTPError, httpx.InvalidURL, httpx.StreamError, OSError) as exc:
         raise _fail(what, url, f"{type(exc).__name__}") from exc
+    if allow_empty and not body.strip():
+        return None, response.headers
     try:
         data = jsonlib.loads(body)
     except (ValueError, RecursionError) as exc:
@@ -132,6 +153,66 @@ async def request_json(
     return data, response.headers
 
 
+async def _read_capped(response: httpx.Response, max_bytes: int) -> bytes:
+    declared = response.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > max_bytes:
+        raise _Refused(f"body of {declared} bytes exceeds {max_bytes}")
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in response.aiter_bytes():
+        size += len(chunk)
+        if size > max_bytes:
+            raise _Refused(f"body exceeds {max_bytes} bytes")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
 def _fail(what: str, url: str, reason: str) -> ProviderError:
     logger.warning("%s from %s failed: %s; answering 503", what, _safe_url(url), reason)
     return ProviderError()
+
+
+_MAX_ERROR_TEXT: Final = 2000
+
+
+def _status_error(what: str, url: str, answer: _StatusAnswer) -> ProviderResponseError:
+    """Decode an error answer into :class:`ProviderResponseError` and log it once."""
+    status = answer.status
+    body: object = None
+    if answer.body.strip():
+        try:
+            body = jsonlib.loads(answer.body)
+        except (ValueError, RecursionError):
+            body = answer.body[:_MAX_ERROR_TEXT].decode("utf-8", "replace")
+    code = message = None
+    if isinstance(body, dict):
+        raw_code, raw_message = body.get("error"), body.get("message")
+        code = raw_code if isinstance(raw_code, str) else None
+        message = raw_message if isinstance(raw_message, str) else None
+    if 300 <= status < 400:
+        reason = f"redirect ({status}) refused"
+        message = message or "redirect refused"
+    else:
+        reason = f"HTTP {status}" + (f" ({code[:64]!r})" if code else "")
+    # A 401/403 means our own key is wrong, a 429 or 5xx that the provider is struggling:
+    # operators must see those. Other 4xx answers (no such user, bad input) are the caller's.
+    loud = status < 400 or status in (401, 403, 429) or status >= 500
+    level = logging.WARNING if loud else logging.INFO
+    logger.log(level, "%s from %s answered %s", what, _safe_url(url), reason)
+    return ProviderResponseError(
+        status=status,
+        code=code,
+        message=message,
+        body=body,
+        retry_after=_retry_after(answer.headers.get("retry-after")),
+    )
+
+
+def _retry_after(value: str | None) -> float | None:
+    """Delay-seconds of a ``Retry-After`` header; an HTTP date or garbage counts as absent."""
+    if value is None:
+        return None
+    text = value.strip()
+    if not text.isdigit() or len(text) > 9:
+        return None
+    return float(text)

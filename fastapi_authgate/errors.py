@@ -13,6 +13,7 @@ echoes attacker input (no ``kid``, no token text).
     ├── AuthorizationError          403  insufficient_scope
     ├── RateLimitExceeded           429  rate_limited (carries retry_after)
     ├── ProviderError               503  provider_unavailable (wraps the cause, carries retry_after)
+    │   └── ProviderResponseError   503  a REST answer we refuse (status, code, body)
     └── ConfigurationError          raised at startup only, never per request
 """
 
@@ -27,6 +28,7 @@ __all__ = [
     "ConfigurationError",
     "NotAuthenticatedError",
     "ProviderError",
+    "ProviderResponseError",
     "RateLimitExceeded",
 ]
 
@@ -97,6 +99,42 @@ class ProviderError(AuthGateError):
     def __init__(self, description: str | None = None, *, retry_after: float = 5) -> None:
         super().__init__(description)
         self.retry_after = max(1, int(-(-retry_after // 1)))
+
+
+class ProviderResponseError(ProviderError):
+    """A provider's REST API answered with a status we do not accept (3xx, 4xx or 5xx).
+
+    Raised by provider clients (not by verifiers, which answer 503 with no detail) so that code
+    calling a backend API can tell "no such user" (404) from "our key is wrong" (401) from "slow
+    down" (429). ``status`` is the HTTP status, ``code`` and ``message`` the ``error`` and
+    ``message`` fields of the JSON error body when it had them, ``body`` the parsed body (or its
+    text when it was not JSON, ``None`` when empty). ``provider_retry_after`` is the provider's
+    ``Retry-After`` in seconds (``None`` when it sent none), which also sets ``retry_after``.
+    Left unhandled in a route it still answers 503, because a failing provider call is never
+    the client's fault; :attr:`description` stays the fixed, safe text, so nothing the provider
+    said reaches the client.
+    """
+
+    def __init__(
+        self,
+        description: str | None = None,
+        *,
+        status: int,
+        code: str | None = None,
+        message: str | None = None,
+        body: object = None,
+        retry_after: float | None = None,
+    ) -> None:
+        super().__init__(description, retry_after=5 if retry_after is None else retry_after)
+        self.status = status
+        self.code = code
+        self.message = message
+        self.body = body
+        self.provider_retry_after = retry_after
+
+    def __str__(self) -> str:
+        detail = " ".join(part for part in (self.code, self.message) if part)
+        return f"HTTP {self.status}" + (f": {detail}" if detail else "")
 
 
 class ConfigurationError(AuthGateError):

@@ -16,7 +16,7 @@ from fastapi.responses import JSONResponse, PlainTextResponse, RedirectResponse,
 from starlette.responses import StreamingResponse
 
 from fastapi_authgate._http import build_client, fetch_json, request_json
-from fastapi_authgate.errors import ProviderError
+from fastapi_authgate.errors import ProviderError, ProviderResponseError
 from tests.servers import serve
 
 app = FastAPI()
@@ -232,3 +232,133 @@ def test_build_client_is_safe_by_default() -> None:
     assert client.follow_redirects is False
     assert client.timeout.read == 2
     assert client.headers["accept"] == "application/json"
+
+
+@app.get("/api-error/{code}")
+async def api_error(code: int) -> Response:
+    headers = {"Retry-After": "7"} if code == 429 else None
+    return JSONResponse(
+        {"error": f"e{code}", "message": "said the provider", "extra": 1},
+        status_code=code,
+        headers=headers,
+    )
+
+
+@app.get("/api-text-error")
+async def api_text_error() -> Response:
+    return PlainTextResponse("<html>bad gateway</html>", status_code=502)
+
+
+@app.get("/api-empty-error")
+async def api_empty_error() -> Response:
+    return Response(status_code=500)
+
+
+@app.get("/query")
+async def query(request: Request) -> dict[str, str]:
+    return dict(request.query_params)
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("code", [400, 401, 404, 409, 429, 500, 503])
+async def test_api_errors_carry_status_code_message_and_body(
+    base_url: str, code: int, caplog: pytest.LogCaptureFixture
+) -> None:
+    async with build_client() as client:
+        with (
+            caplog.at_level(logging.INFO, logger="fastapi_authgate._http"),
+            pytest.raises(ProviderResponseError) as raised,
+        ):
+            await request_json(
+                client, "GET", f"{base_url}/api-error/{code}", deadline=2, what="x", api_errors=True
+            )
+    error = raised.value
+    assert (error.status, error.code, error.message) == (code, f"e{code}", "said the provider")
+    assert error.body == {"error": f"e{code}", "message": "said the provider", "extra": 1}
+    assert isinstance(error, ProviderError) and error.error == "provider_unavailable"
+    assert error.description == ProviderError.default_description  # nothing echoed to clients
+    assert str(error) == f"HTTP {code}: e{code} said the provider"
+    if code == 429:
+        assert (error.provider_retry_after, error.retry_after) == (7, 7)
+    else:
+        assert (error.provider_retry_after, error.retry_after) == (None, 5)
+    [record] = [r for r in caplog.records if r.name == "fastapi_authgate._http"]
+    assert (
+        record.getMessage()
+        == f"x from {base_url}/api-error/{code} answered HTTP {code} ('e{code}')"
+    )
+    loud = code in (401, 429) or code >= 500
+    assert record.levelno == (logging.WARNING if loud else logging.INFO)
+
+
+@pytest.mark.anyio
+async def test_api_errors_keep_non_json_and_empty_bodies_and_refuse_redirects(
+    base_url: str,
+) -> None:
+    async with build_client() as client:
+        with pytest.raises(ProviderResponseError) as text:
+            await request_json(
+                client, "GET", base_url + "/api-text-error", deadline=2, what="x", api_errors=True
+            )
+        with pytest.raises(ProviderResponseError) as empty:
+            await request_json(
+                client, "GET", base_url + "/api-empty-error", deadline=2, what="x", api_errors=True
+            )
+        with pytest.raises(ProviderResponseError) as redirect:
+            await request_json(
+                client, "GET", base_url + "/redirect", deadline=2, what="x", api_errors=True
+            )
+        with pytest.raises(ProviderError) as garbage:
+            await request_json(
+                client, "GET", base_url + "/text", deadline=2, what="x", api_errors=True
+            )
+    assert (text.value.status, text.value.code, text.value.body) == (
+        502,
+        None,
+        "<html>bad gateway</html>",
+    )
+    assert (empty.value.status, empty.value.body, str(empty.value)) == (500, None, "HTTP 500")
+    assert (redirect.value.status, redirect.value.message) == (302, "redirect refused")
+    assert type(garbage.value) is ProviderError  # a 200 that is not JSON is no status answer
+
+
+@pytest.mark.anyio
+async def test_without_api_errors_a_status_is_a_plain_provider_error(base_url: str) -> None:
+    async with build_client() as client:
+        with pytest.raises(ProviderError) as raised:
+            await request_json(client, "GET", base_url + "/api-error/404", deadline=2, what="x")
+    assert type(raised.value) is ProviderError
+
+
+@pytest.mark.anyio
+async def test_params_and_allow_empty(base_url: str) -> None:
+    async with build_client() as client:
+        data, _ = await request_json(
+            client,
+            "GET",
+            base_url + "/query",
+            params={"limit": 5, "cursor": "a b"},
+            deadline=2,
+            what="x",
+        )
+        empty, _ = await request_json(
+            client, "GET", base_url + "/empty", deadline=2, what="x", allow_empty=True
+        )
+    assert data == {"limit": "5", "cursor": "a b"}
+    assert empty is None
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize(
+    ("value", "expected"), [("12", 12), ("0", 1), ("soon", 5), ("Wed, 21 Oct 2015 07:28:00 GMT", 5)]
+)
+async def test_retry_after_is_read_as_seconds_only(value: str, expected: int) -> None:
+    def answer(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(429, headers={"Retry-After": value}, json={"error": "slow_down"})
+
+    async with httpx.AsyncClient(transport=httpx.MockTransport(answer)) as client:
+        with pytest.raises(ProviderResponseError) as raised:
+            await request_json(
+                client, "GET", "https://api.example/", deadline=1, what="x", api_errors=True
+            )
+    assert raised.value.retry_after == expected
