@@ -21,6 +21,7 @@ __all__ = [
     "InProcessStore",
     "KeyFunc",
     "RateLimitStore",
+    "ResultStore",
     "Verifier",
 ]
 
@@ -94,6 +95,20 @@ class InProcessStore(RateLimitStore, Protocol):
     def hit_many_now(
         self, buckets: Sequence[tuple[str, int, float]], cost: int = 1
     ) -> list[Decision]: ...
+
+
+class ResultStore(Protocol):
+    """A shared home for short-lived verification results, so every worker sees one cache.
+
+    Used by :class:`~fastapi_authgate.verifiers.remote.RemoteVerificationCache` as a second tier
+    behind its in-process memory. Keys are hex digests (never a credential); values are JSON text
+    that the cache wrote itself. ``set`` must forget the value after ``ttl`` seconds. Either
+    method may raise: the cache treats a failing store as a miss and never fails a request on it.
+    """
+
+    async def get(self, key: str) -> str | None: ...
+
+    async def set(self, key: str, value: str, *, ttl: float) -> None: ...
 
 
 class EventSink(Protocol):
