@@ -22,6 +22,7 @@ the token or its ``kid``.
 from __future__ import annotations
 
 import base64
+import hashlib
 import json
 import logging
 import secrets
@@ -119,6 +120,8 @@ class JoseKey:
     kty: str
     _verifier: Any = field(repr=False)
     _signer: Any = field(default=None, repr=False)
+    thumbprint: str = field(default="", repr=False)
+    """The RFC 7638 SHA-256 thumbprint of the public key: equal exactly when the keys are."""
 
     @classmethod
     def from_jwk(cls, jwk: Mapping[str, Any], *, default_alg: str | None = None) -> JoseKey:
@@ -171,7 +174,14 @@ class JoseKey:
             if is_pem_format(prepared) or is_ssh_key(prepared):
                 raise ConfigurationError("an asymmetric key cannot be an HMAC secret")
             signer = built
-        return cls(kid=kid, alg=alg, kty=kty, _verifier=built, _signer=signer)
+        return cls(
+            kid=kid,
+            alg=alg,
+            kty=kty,
+            _verifier=built,
+            _signer=signer,
+            thumbprint=_thumbprint(built.to_dict(), kty),
+        )
 
     @property
     def can_sign(self) -> bool:
@@ -206,6 +216,25 @@ def _key_algorithm(jwk: Mapping[str, Any], kty: str, default_alg: str | None) ->
     if kty == "oct" and not isinstance(jwk.get("k"), str):
         raise ConfigurationError("oct key needs k")
     return alg
+
+
+_THUMBPRINT_MEMBERS: Final = {"RSA": ("e", "kty", "n"), "EC": ("crv", "kty", "x", "y")}
+
+
+def _thumbprint(public: Mapping[str, Any], kty: str) -> str:
+    """RFC 7638: SHA-256 over the required public members, sorted, without whitespace.
+
+    ``public`` is the library's own export of the built key, so two spellings of one key (say a
+    modulus with a leading zero byte) give one thumbprint. An ``oct`` key's members are secret,
+    so its thumbprint is taken over a digest of ``k``, never ``k`` itself.
+    """
+    if kty == "oct":
+        members = {"k": _b64encode(hashlib.sha256(str(public["k"]).encode()).digest()), "kty": kty}
+    else:
+        members = {name: public[name] for name in _THUMBPRINT_MEMBERS[kty]}
+        members["kty"] = kty
+    text = json.dumps(members, separators=(",", ":"), sort_keys=True)
+    return _b64encode(hashlib.sha256(text.encode("utf-8")).digest())
 
 
 def _check_rsa(prepared: Any) -> None:
@@ -258,8 +287,17 @@ class KeySet:
         return self._jwk_count
 
     def kids(self) -> frozenset[str | None]:
-        """The key ids in the set, to tell whether a refresh retired any key."""
+        """The key ids in the set."""
         return frozenset(self._by_kid)
+
+    def thumbprints(self) -> frozenset[str]:
+        """The RFC 7638 thumbprints of the keys, to tell whether a refresh retired any key.
+
+        Thumbprints, not ``kid`` values: an issuer may publish a new key under an old ``kid``.
+        """
+        return frozenset(
+            key.thumbprint for group in self._by_kid.values() for key in group.values()
+        )
 
     def find(self, kid: str | None, alg: str) -> JoseKey | None:
         """The key for a token's ``kid`` and ``alg``; ``None`` when no key has that ``kid``.

@@ -7,16 +7,17 @@ that holds no resources needs only ``verify``.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Sequence
-from typing import Protocol
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from typing import Any, Protocol
 
 from starlette.requests import HTTPConnection
 
-from fastapi_authgate.context import AuthContext, Credentials, Decision
+from fastapi_authgate.context import AuthContext, CredentialKind, Credentials, Decision
 
 __all__ = [
     "CachedBearerLookup",
     "Clock",
+    "ContextBuilder",
     "EventSink",
     "InProcessStore",
     "KeyFunc",
@@ -30,6 +31,12 @@ Clock = Callable[[], float]
 
 KeyFunc = Callable[[HTTPConnection, AuthContext | None], str | Awaitable[str]]
 """Builds a rate-limit key from a connection and the (optional) verified identity."""
+
+ContextBuilder = Callable[[Mapping[str, Any], CredentialKind], AuthContext]
+"""Turns the verified, read-only claims of a JWT and how it came (``"bearer"``/``"cookie"``) into
+the :class:`AuthContext` routes receive. Called once per freshly verified token; may raise
+:class:`~fastapi_authgate.errors.AuthenticationError` to refuse a token whose claims it rejects.
+See :mod:`fastapi_authgate.verifiers.jwt_context` for the helpers and the default."""
 
 
 class Verifier(Protocol):

@@ -11,7 +11,9 @@ meets them:
   (fetching, caching and throttling the JWKS), :mod:`fastapi_authgate._jose` checks the signature
   under the algorithm allow-list, and :mod:`fastapi_authgate._claims` checks the claims.
 
-This module only wires them and turns claims into an :class:`AuthContext`.
+This module only wires them; a :data:`~fastapi_authgate.protocols.ContextBuilder` (by default
+:func:`~fastapi_authgate.verifiers.jwt_context.scope_context_builder`) turns the verified claims
+into an :class:`AuthContext`.
 """
 
 from __future__ import annotations
@@ -21,7 +23,6 @@ import logging
 import math
 import time
 from collections.abc import Iterable, Mapping
-from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -32,9 +33,10 @@ from fastapi_authgate._jose import KeySet, check_algorithms, verify_signature
 from fastapi_authgate._jws import parse_compact
 from fastapi_authgate._redact import fingerprint
 from fastapi_authgate.context import AuthContext, CredentialKind, Credentials
-from fastapi_authgate.errors import AuthenticationError, ConfigurationError
-from fastapi_authgate.protocols import Clock
+from fastapi_authgate.errors import AuthenticationError, ConfigurationError, ProviderError
+from fastapi_authgate.protocols import Clock, ContextBuilder
 from fastapi_authgate.verifiers.jwks_keys import KeyManager
+from fastapi_authgate.verifiers.jwt_context import DEFAULT_SCOPE_CLAIMS, scope_context_builder
 from fastapi_authgate.verifiers.token_cache import TokenCache
 
 __all__ = ["JWKSVerifier"]
@@ -72,7 +74,9 @@ class JWKSVerifier:
         refetch_cooldown: float = 30,
         fetch_deadline: float = 5,
         http_client: httpx.AsyncClient | None = None,
-        scope_claims: Iterable[str] = ("scope", "scp", "permissions"),
+        scope_claims: Iterable[str] = DEFAULT_SCOPE_CLAIMS,
+        context_builder: ContextBuilder | None = None,
+        refetch_on_bad_signature: bool = False,
     ) -> None:
         """Validate the configuration; no network traffic happens here.
 
@@ -96,7 +100,15 @@ class JWKSVerifier:
             refetch_cooldown: least seconds between fetches caused by unknown ``kid`` values.
             fetch_deadline: overall seconds for one discovery or JWKS fetch.
             http_client: a shared client (the verifier then does not close it).
-            scope_claims: claims whose values become :attr:`AuthContext.scopes`.
+            scope_claims: claims whose values become :attr:`AuthContext.scopes` (default
+                builder only).
+            context_builder: turns verified claims into the :class:`AuthContext`; default:
+                ``sub``, ``sid`` as the session and scopes from ``scope_claims``. It may raise
+                :class:`AuthenticationError` to refuse a token; any other exception, or a result
+                that is not an :class:`AuthContext`, is logged and answered 503.
+            refetch_on_bad_signature: when a signature fails under a known ``kid``, refetch the
+                JWKS once (behind the same cooldown and single flight as unknown ``kid``
+                values) and retry if the issuer now publishes another key under that ``kid``.
 
         Raises:
             ConfigurationError: no key source, unknown or mixed algorithms, leeway out of range,
@@ -133,7 +145,14 @@ class JWKSVerifier:
         self._session_cookie = session_cookie
         self._clock = clock
         self._max_token_bytes = max_token_bytes
-        self._scope_claims = tuple(scope_claims)
+        self._build_context = (
+            context_builder
+            if context_builder is not None
+            else scope_context_builder(provider, scope_claims)
+        )
+        if not callable(self._build_context):
+            raise ConfigurationError("context_builder must be a callable (claims, credential)")
+        self._refetch_on_bad_signature = bool(refetch_on_bad_signature)
         self._cache = TokenCache(token_cache_size) if token_cache_size else None
         self._keys = KeyManager(
             jwks_url=None if static is not None else jwks_url,
@@ -208,14 +227,23 @@ class JWKSVerifier:
             alg = unverified.header["alg"]
             if alg not in self._algorithms:
                 raise AuthenticationError("The token algorithm is not allowed")
-            key = await self._keys.key_for(unverified.header.get("kid"), alg)
-            verify_signature(unverified, key, self._algorithms)
+            kid = unverified.header.get("kid")
+            key = await self._keys.key_for(kid, alg)
+            try:
+                verify_signature(unverified, key, self._algorithms)
+            except AuthenticationError:
+                if not self._refetch_on_bad_signature:
+                    raise
+                fresher = await self._keys.fresher_key(kid, alg, key)
+                if fresher is None:
+                    raise
+                verify_signature(unverified, fresher, self._algorithms)
             now = self._clock()
             validate_claims(claims, self._policy, now=now)
+            context = self._context(claims, kind)
         except AuthenticationError as exc:
             logger.debug("%s %s refused: %s", self.provider, fingerprint(token), exc.description)
             raise
-        context = self._context(claims, kind)
         if cache_key is not None and self._cache is not None:
             nbf = claims.get("nbf")
             self._cache.put(
@@ -228,23 +256,23 @@ class JWKSVerifier:
         return context
 
     def _context(self, claims: Mapping[str, Any], kind: CredentialKind) -> AuthContext:
-        scopes: set[str] = set()
-        for name in self._scope_claims:
-            value = claims.get(name)
-            if type(value) is str:
-                scopes.update(value.split())
-            elif type(value) is list:
-                scopes.update(item for item in value if type(item) is str and item)
-        sid = claims.get("sid")
-        return AuthContext(
-            subject=claims["sub"],
-            provider=self.provider,
-            credential=kind,
-            scopes=frozenset(scopes),
-            session_id=sid if type(sid) is str and sid else None,
-            claims=claims,
-            expires_at=datetime.fromtimestamp(claims["exp"], tz=UTC),
-        )
+        try:
+            context = self._build_context(claims, kind)
+        except AuthenticationError:
+            raise
+        except Exception as exc:
+            logger.exception(
+                "%s context builder failed on a verified token; answering 503", self.provider
+            )
+            raise ProviderError() from exc
+        if not isinstance(context, AuthContext) or not context.subject:
+            logger.error(
+                "%s context builder returned %s, not an AuthContext with a subject; answering 503",
+                self.provider,
+                type(context).__name__,
+            )
+            raise ProviderError()
+        return context
 
     async def startup(self) -> None:
         """Fetch the keys ahead of the first request; a failure is logged, never raised."""

@@ -9,7 +9,12 @@ Keys are needed on every cache miss, but the issuer must never see one request p
 * concurrent misses share one fetch (single flight: whoever waited on the lock sees that the
   attempt counter moved and takes the result);
 * an unknown ``kid`` triggers a refetch at most once per cooldown, so a flood of forged ``kid``
-  values never reaches the issuer;
+  values never reaches the issuer; so does, when asked for (:meth:`KeyManager.fresher_key`), a
+  signature that fails under a known ``kid`` (an issuer that rotated the key behind an old
+  ``kid``): both share one cooldown and one single flight, so forged signatures cost the issuer
+  at most one fetch per cooldown, whatever their mix;
+* a refresh that drops a key (compared by RFC 7638 thumbprint, not ``kid``) tells the verifier,
+  which forgets every token it verified before;
 * when a refresh fails, the stale keys keep verifying (stale-if-error) and the next attempt
   waits a short backoff. Only with no usable key at all is a ``ProviderError`` (503) raised.
 
@@ -109,6 +114,28 @@ class KeyManager:
             raise AuthenticationError("The token signing key is unknown")
         return key
 
+    async def fresher_key(self, kid: str | None, alg: str, stale: JoseKey) -> JoseKey | None:
+        """A different key for ``kid`` after a throttled refetch, or ``None``.
+
+        Called when a signature failed under ``stale``: if the issuer now publishes another key
+        under this ``kid`` (same cooldown and single flight as unknown ``kid`` values), that key
+        is returned; otherwise ``None`` and the signature stays refused.
+
+        Raises:
+            AuthenticationError: the ``kid`` is now published for another algorithm only.
+            ProviderError: never for a failed refetch while keys are held (stale-if-error).
+        """
+        if self._static:
+            return None
+        if self.clock() - self._last_attempt >= self.cooldown:
+            keys = await self._refresh(unknown_kid=True)
+        else:
+            keys = self._current()  # another request may have refetched a moment ago
+        key = keys.find(kid, alg)
+        if key is None or key.thumbprint == stale.thumbprint:
+            return None
+        return key
+
     async def _refresh(self, *, unknown_kid: bool) -> KeySet:
         seen = self._attempts
         async with self._lock:
@@ -142,7 +169,7 @@ class KeyManager:
             self._error = None
             previous = self._keys
             if previous is not None and self._on_keys_retired is not None:
-                retired = previous.kids() - keys.kids()
+                retired = previous.thumbprints() - keys.thumbprints()
                 if retired:
                     logger.info(
                         "JWKS from %s retired %d key(s); forgetting tokens verified before",

@@ -1,0 +1,102 @@
+"""From verified JWT claims to the :class:`AuthContext` a route receives.
+
+:class:`~fastapi_authgate.verifiers.jwks.JWKSVerifier` checks a token; what its claims *mean*
+differs by issuer: torii names the session ``sid`` and adds ``environment_id``, InAI puts roles
+and permissions in two lists and the user's e-mail in ``email``. So the verifier takes a
+:data:`~fastapi_authgate.protocols.ContextBuilder`, a plain callable
+``(claims, credential) -> AuthContext``, and calls it once per freshly verified token (a repeated
+token is answered from the verifier's cache without calling it again). The helpers here read
+claims the way the default builder does, so a provider's builder stays a few lines:
+
+.. code-block:: python
+
+    def inai_context(claims, credential):
+        return AuthContext(
+            subject=claims["sub"],
+            provider="inai",
+            credential=credential,
+            scopes=claim_scopes(claims, ("roles", "permissions")),
+            session_id=claim_str(claims, "sid"),
+            claims=claims,
+            expires_at=claim_expiry(claims),
+            user=User(id=claims["sub"], email=claim_str(claims, "email")),
+        )
+
+The claims a builder receives have passed every check (signature, ``exp``/``nbf``/``iat``,
+``iss``, ``aud``, ``sub`` a non-empty string) and are read-only.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from datetime import UTC, datetime
+from typing import Any
+
+from fastapi_authgate.context import AuthContext, CredentialKind
+from fastapi_authgate.protocols import ContextBuilder
+
+__all__ = [
+    "DEFAULT_SCOPE_CLAIMS",
+    "claim_expiry",
+    "claim_scopes",
+    "claim_str",
+    "scope_context_builder",
+]
+
+DEFAULT_SCOPE_CLAIMS: tuple[str, ...] = ("scope", "scp", "permissions")
+"""Claims read as scopes by default: OAuth's space-separated ``scope``, Azure's ``scp``, Auth0's
+``permissions``."""
+
+
+def claim_scopes(claims: Mapping[str, Any], names: Iterable[str]) -> frozenset[str]:
+    """The scopes granted by the claims ``names``: a space-separated string or a list of strings.
+
+    Non-string list items and empty strings are ignored; a claim of any other type grants nothing.
+    """
+    scopes: set[str] = set()
+    for name in names:
+        value = claims.get(name)
+        if type(value) is str:
+            scopes.update(value.split())
+        elif type(value) is list or type(value) is tuple:
+            scopes.update(item for item in value if type(item) is str and item)
+    return frozenset(scopes)
+
+
+def claim_str(claims: Mapping[str, Any], name: str) -> str | None:
+    """The claim ``name`` when it is a non-empty string, else ``None`` (never another type)."""
+    value = claims.get(name)
+    return value if type(value) is str and value else None
+
+
+def claim_expiry(claims: Mapping[str, Any]) -> datetime | None:
+    """``exp`` as an aware UTC datetime (the verifier has checked it is a timestamp in range)."""
+    exp = claims.get("exp")
+    if exp is None:
+        return None
+    return datetime.fromtimestamp(exp, tz=UTC)
+
+
+def scope_context_builder(
+    provider: str, scope_claims: Iterable[str] = DEFAULT_SCOPE_CLAIMS
+) -> ContextBuilder:
+    """The default builder: ``sub``, ``sid`` as the session, scopes from ``scope_claims``.
+
+    Args:
+        provider: the name put in :attr:`AuthContext.provider`.
+        scope_claims: claims whose values become :attr:`AuthContext.scopes`.
+    """
+    names = tuple(scope_claims)
+
+    def build(claims: Mapping[str, Any], credential: CredentialKind) -> AuthContext:
+        return AuthContext(
+            subject=claims["sub"],
+            provider=provider,
+            credential=credential,
+            scopes=claim_scopes(claims, names),
+            session_id=claim_str(claims, "sid"),
+            claims=claims,
+            expires_at=claim_expiry(claims),
+        )
+
+    return build
