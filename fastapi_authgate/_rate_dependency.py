@@ -12,8 +12,11 @@ finds the gate (:func:`~fastapi_authgate.gate.installed_gate`), builds the key, 
 * store down: see :class:`~fastapi_authgate.ratelimit.limiter.RateLimiter` (open by default).
 
 Keys are ``rl:<namespace>:<kind>:<value>``. The namespace is ``name`` when given (routes that pass
-the same name share a bucket), else the matched route's methods and path template (so two routes
-with the same rule never share a bucket, and ``/users/{id}`` is one bucket per caller, not per id).
+the same name share a bucket), else the matched route's methods and full path template, mounts
+included (so two routes with the same rule never share a bucket, ``/users/{id}`` is one bucket per
+caller, not per id, and a mount at ``/t/{tenant}`` is one bucket per caller, not per tenant value:
+see :func:`route_template`). ``key="user"`` values are ``<provider>:<issuer>:<subject>``, so the
+same subject at two issuers is two callers.
 
 ``count="failures"`` charges only responses whose status is a client error (4xx): a wrong password,
 a bad token, a validation error. Server errors do not charge, so an outage never locks users out,
@@ -133,6 +136,72 @@ async def _authenticated(gate: _Gate, conn: HTTPConnection) -> AuthContext:
     return auth
 
 
+_MAX_MOUNT_DEPTH = 8
+
+
+def route_template(router: object, route: object, path: str) -> str:
+    """The full path template of ``route``: its mounts' templates joined with its own.
+
+    Bucket names are built from templates only, never from the concrete ``root_path``: under
+    ``outer.mount("/t/{tenant}", sub)`` the root path carries the tenant's *value*, and a name
+    built from it would hand every tenant value (any string a caller picks) a fresh bucket. The
+    mount templates are found by walking the routes of the outermost router (Starlette puts it
+    at ``scope["router"]``); the walk runs once per route, as the result is cached by the caller.
+    A route that cannot be found there (a custom router) is named by its own template alone.
+    """
+    found = _find_template(router, route, 0)
+    return path if found is None else found
+
+
+def _find_template(router: object, route: object, depth: int) -> str | None:
+    if depth > _MAX_MOUNT_DEPTH:
+        return None
+    routes = getattr(router, "routes", None)
+    if not isinstance(routes, list):
+        return None
+    for candidate in routes:
+        if candidate is route:
+            return cast(str, getattr(route, "path", ""))
+    for candidate in routes:
+        if candidate is route or not isinstance(getattr(candidate, "routes", None), list):
+            continue
+        inner = _find_template(candidate, route, depth + 1)
+        if inner is not None:
+            prefix = getattr(candidate, "path", "")
+            return (prefix if isinstance(prefix, str) else "") + inner
+    return None
+
+
+def _escape(text: str) -> str:
+    if "%" in text or ":" in text:
+        return text.replace("%", "%25").replace(":", "%3A")
+    return text
+
+
+_issuers: dict[tuple[str, object], str] = {}
+
+
+def _issuer_of(auth: AuthContext) -> str:
+    """``<provider>:<issuer>:`` of a verified identity, ``:`` in either escaped (injective)."""
+    issuer = auth.claims.get("iss")
+    cache_key = (auth.provider, issuer if isinstance(issuer, str) else None)
+    text = _issuers.get(cache_key)
+    if text is None:
+        text = f"{_escape(auth.provider)}:{_escape(cache_key[1] or '')}:"
+        if len(_issuers) < _MAX_ROUTES:
+            _issuers[cache_key] = text
+    return text
+
+
+def _identity(auth: AuthContext) -> str:
+    """The bucket value of ``key="user"``: (provider, issuer, subject), never the subject alone.
+
+    Two issuers may both have an ``alice``; keyed on the subject alone, a partner issuer's
+    ``alice`` could exhaust (lock out) the main issuer's ``alice``.
+    """
+    return _issuer_of(auth) + auth.subject
+
+
 def rate_limited(
     rule: str,
     *,
@@ -169,39 +238,39 @@ def rate_limited(
 
     fixed = None if name is None else namespace(name)
     fallback = namespace(f"{rule}#{next(_counter)}")
-    bases: dict[tuple[int, str], tuple[object, _Namespace]] = {}  # routes may be unhashable
-    last: tuple[object, str, _Namespace] | None = None  # most dependencies guard one route
+    bases: dict[int, tuple[object, _Namespace]] = {}  # routes may be unhashable
+    last: tuple[object, _Namespace] | None = None  # most dependencies guard one route
     warned_no_hooks = False
 
     def namespace_of(scope: Scope) -> _Namespace:
         nonlocal last
         route = scope.get("route")
-        root = scope.get("root_path", "")
         path = getattr(route, "path", None)
         if not isinstance(path, str):
             return fallback
-        cached = bases.get((id(route), root))
+        cached = bases.get(id(route))
         if cached is not None and cached[0] is route:
             found = cached[1]
         else:
             methods = getattr(route, "methods", None)
             verbs = ",".join(sorted(methods)) + " " if methods else ""
-            found = namespace(f"{verbs}{root}{path}")
+            found = namespace(f"{verbs}{route_template(scope.get('router'), route, path)}")
             if len(bases) < _MAX_ROUTES:
-                bases[(id(route), root)] = (route, found)
-        last = (route, root, found)
+                bases[id(route)] = (route, found)
+        last = (route, found)
         return found
 
     async def key_of(gate: _Gate, conn: HTTPConnection) -> str:
         if kind == "user":
-            return kind_segment + (await _authenticated(gate, conn)).subject
+            auth = await _authenticated(gate, conn)
+            return kind_segment + _identity(auth)
         if kind == "metadata":
             auth = await _authenticated(gate, conn)
             metadata = auth.user.metadata if auth.user is not None else {}
             value = metadata.get(cast(str, field), auth.claims.get(cast(str, field)))
             if value is None:
-                return "user:" + auth.subject
-            return kind_segment + str(value)
+                return "user:" + _identity(auth)
+            return kind_segment + _issuer_of(auth) + str(value)
         made = cast(KeyFunc, key_func)(conn, await gate.authenticate(conn))
         value = await made if inspect.isawaitable(made) else made
         return kind_segment + str(value)
@@ -227,12 +296,8 @@ def rate_limited(
         seen = last
         if fixed is not None:
             base, ip_base, label = fixed
-        elif (
-            seen is not None
-            and seen[0] is scope.get("route")
-            and seen[1] == scope.get("root_path", "")
-        ):
-            base, ip_base, label = seen[2]
+        elif seen is not None and seen[0] is scope.get("route"):
+            base, ip_base, label = seen[1]
         else:
             base, ip_base, label = namespace_of(scope)
         if by_ip:

@@ -29,7 +29,7 @@ from fastapi_authgate.ratelimit.rules import Rate, parse_rule
 if TYPE_CHECKING:
     from fastapi_authgate.settings import AuthGateSettings
 
-__all__ = ["FailureMode", "LimiterStats", "RateLimiter"]
+__all__ = ["FailureMode", "LimiterStats", "RateLimiter", "hash_tag"]
 
 logger = logging.getLogger(__name__)
 
@@ -65,6 +65,19 @@ class _ThrottledLog:
             logger.warning(message + " (%d similar lines suppressed)", *args, suppressed)
         else:
             logger.warning(message, *args)
+
+
+def hash_tag(key: str) -> str:
+    """``{key}``: the Redis Cluster hash tag of a bucket key, with braces inside escaped.
+
+    Redis Cluster hashes only what lies between the first ``{`` and the first ``}`` after it, so
+    a raw ``{rl:GET /users/{id}:ip:...}`` would hash ``rl:GET /users/{id`` and put every caller of
+    that route in one slot (one hot shard). ``%``, ``{`` and ``}`` are percent-escaped, which
+    keeps the mapping injective: two keys never share a bucket by escaping.
+    """
+    if "{" in key or "}" in key or "%" in key:
+        key = key.replace("%", "%25").replace("{", "%7B").replace("}", "%7D")
+    return "{" + key + "}"
 
 
 def _in_process(store: RateLimitStore) -> InProcessStore | None:
@@ -176,24 +189,26 @@ class RateLimiter:
         if store is None:
             raise TypeError(f"{type(self._store).__name__} is not in-process: await check()")
         try:
+            tag = hash_tag(key)
             if len(rates) == 1:
                 rate = rates[0]
-                return [store.hit_now(f"{{{key}}}:{rate.name}", rate.limit, rate.period, cost)]
+                return [store.hit_now(f"{tag}:{rate.name}", rate.limit, rate.period, cost)]
             return store.hit_many_now(
-                [(f"{{{key}}}:{rate.name}", rate.limit, rate.period) for rate in rates], cost
+                [(f"{tag}:{rate.name}", rate.limit, rate.period) for rate in rates], cost
             )
         except Exception as exc:
             return self._store_failed(exc)
 
     async def _hit(self, key: str, rates: Sequence[Rate], cost: int) -> list[Decision]:
+        tag = hash_tag(key)
         if len(rates) == 1:
             rate = rates[0]
             decision = await self.store.hit(
-                f"{{{key}}}:{rate.name}", limit=rate.limit, period=rate.period, cost=cost
+                f"{tag}:{rate.name}", limit=rate.limit, period=rate.period, cost=cost
             )
             return [decision]
         return await self.store.hit_many(
-            [(f"{{{key}}}:{rate.name}", rate.limit, rate.period) for rate in rates], cost=cost
+            [(f"{tag}:{rate.name}", rate.limit, rate.period) for rate in rates], cost=cost
         )
 
     def _store_failed(self, exc: Exception) -> list[Decision]:

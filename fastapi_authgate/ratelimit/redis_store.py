@@ -62,6 +62,11 @@ class RedisStore:
         clock: Clock | None = None,
         close_client: bool = False,
     ) -> None:
+        if "{" in prefix or "}" in prefix:
+            raise ConfigurationError(
+                f"RedisStore prefix {prefix!r} must not contain braces: the limiter's Redis "
+                "Cluster hash tag must be the first {...} of every key"
+            )
         self.client = client
         self._commands: Any = client  # the command methods are untyped in some redis releases
         self.prefix = prefix
