@@ -18,13 +18,18 @@ caller, not per id, and a mount at ``/t/{tenant}`` is one bucket per caller, not
 see :func:`route_template`). ``key="user"`` values are ``<provider>:<issuer>:<subject>``, so the
 same subject at two issuers is two callers.
 
-``count="failures"`` charges only responses whose status is a client error (4xx): a wrong password,
-a bad token, a validation error. Server errors do not charge, so an outage never locks users out,
-and successful users are never charged. Before the route runs the rule is checked without
-charging and refuses once exhausted; the charge happens when the response status is known, through
-:class:`~fastapi_authgate.ratelimit.hooks.ResponseHooksMiddleware` (``AuthGate.install`` adds it).
-A dependency with ``yield`` was rejected: it sees raised exceptions but not a returned error
-response. Without the middleware every request is charged, and a warning says so once.
+``count="failures"`` keeps only the charges of responses whose status is a client error (4xx): a
+wrong password, a bad token, a validation error. Server errors do not count, so an outage never
+locks users out, and successful users are never charged. Every request is charged *before* the
+route runs (and refused once the rule is exhausted), and the charge is given back when the
+response status, known through
+:class:`~fastapi_authgate.ratelimit.hooks.ResponseHooksMiddleware` (``AuthGate.install`` adds it),
+is not a failure. Charging first is what makes the rule hold under a race: checking for free and
+charging afterwards let twenty parallel password guesses against ``5/minute`` all be evaluated;
+now at most five are ever in flight. A request whose response never starts (the client went
+away) keeps its charge. A dependency with ``yield`` was rejected: it sees raised exceptions but
+not a returned error response. Without the middleware every charge is kept, and a warning says
+so once.
 
 ``shadow=True`` decides and counts (``limiter.stats.shadow_refusals``, a throttled log line) but
 never refuses and sends no rate-limit headers, so a new rule can be tried on live traffic unseen.
@@ -305,12 +310,10 @@ def rate_limited(
         else:
             full_key = base + await key_of(gate, request)
         is_http = scope["type"] == "http"
-        deferred = failure_test is not None and is_http
-        cost = 0 if deferred else 1
         if limiter.in_process:  # the memory store: no deadline, no coroutine
-            decisions = limiter.check_now(full_key, rates, cost=cost)
+            decisions = limiter.check_now(full_key, rates)
         else:
-            decisions = await limiter.check(full_key, rates, cost=cost)
+            decisions = await limiter.check(full_key, rates)
         if not decisions:
             return  # the store failed open
         allowed = decisions[0].allowed if len(decisions) == 1 else _all_allowed(decisions)
@@ -323,7 +326,7 @@ def rate_limited(
                 raise RateLimitExceeded(retry_after=retry_after_seconds(decisions), headers=headers)
         elif is_http and not shadow:
             response.raw_headers.extend(headers_of.allowed(decisions))  # no MutableHeaders view
-        if deferred:
+        if failure_test is not None and is_http:
             hooks = cast("list[ResponseHook] | None", scope.get(RESPONSE_HOOKS_KEY))
             if hooks is None:
                 if not warned_no_hooks:
@@ -333,9 +336,8 @@ def rate_limited(
                         "ResponseHooksMiddleware is not installed (AuthGate.install adds it)",
                         rule,
                     )
-                await limiter.check(full_key, rates)
                 return
-            hooks.append(_charge_on_failure(limiter, full_key, rates, failure_test))
+            hooks.append(_refund_unless_failure(limiter, full_key, rates, failure_test))
 
     rate_limit.__qualname__ = rate_limit.__name__ = f"rate_limited({rule!r})"
     return rate_limit
@@ -345,15 +347,15 @@ def _all_allowed(decisions: list[Decision]) -> bool:
     return all(decision.allowed for decision in decisions)
 
 
-def _charge_on_failure(
+def _refund_unless_failure(
     limiter: RateLimiter,
     full_key: str,
     rates: Sequence[Rate],
-    failure_test: Callable[[int], bool] | None,
+    failure_test: Callable[[int], bool],
 ) -> ResponseHook:
-    async def charge(status: int) -> None:
-        if failure_test is not None and failure_test(status):
+    async def refund(status: int) -> None:
+        if not failure_test(status):
             with contextlib.suppress(ProviderError):  # already counted and logged by the limiter
-                await limiter.check(full_key, rates)
+                await limiter.check(full_key, rates, cost=-1)
 
-    return charge
+    return refund

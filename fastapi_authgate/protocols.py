@@ -69,7 +69,8 @@ class CachedBearerLookup(Protocol):
 class RateLimitStore(Protocol):
     """Counts for the limiter: one atomic GCRA step per call.
 
-    ``cost`` 0 asks without charging (used by failure-only rules before the response is known).
+    ``cost`` 0 asks without charging; a negative ``cost`` refunds, never below an empty bucket
+    (failure-only rules charge up front and give the charge back unless the response failed).
     ``hit_many`` takes ``(key, limit, period)`` triples, the rules of one request, and charges all
     of them or none (one round trip for a multi-rule route).
     Raises :class:`~fastapi_authgate.errors.ProviderError` when the store cannot answer.

@@ -110,11 +110,19 @@ def gcra_step(
     """One GCRA step on a bucket whose stored TAT is ``tat`` (0 for a new key).
 
     Returns the decision and the TAT to store (``None``: leave the bucket as it is). ``cost`` 0
-    asks whether one more request would fit, without charging.
+    asks whether one more request would fit, without charging; a negative ``cost`` refunds
+    (failure-only rules charge up front and give the charge back when the response is not a
+    failure), never taking a bucket below empty.
     """
     interval = period / limit
     used = tat - now if tat > now else 0.0
-    if cost <= 0:
+    if cost < 0:  # a refund: give back what an earlier charge took, never below empty
+        after = max(0.0, used + cost * interval)
+        remaining = min(limit, int((period - after + EPSILON) / interval))
+        return Decision(True, limit, remaining, after, 0.0, period), (
+            now + after if tat > now else None
+        )
+    if cost == 0:
         remaining = min(limit, max(0, math.floor((period - used + EPSILON) / interval)))
         if remaining >= 1:
             return Decision(True, limit, remaining, used, 0.0, period), None

@@ -101,3 +101,35 @@ async def test_200_concurrent_hits_allow_exactly_the_limit(store: RateLimitStore
             tg.start_soon(one)
     assert results.count(True) == 50
     assert len(results) == 200
+
+
+async def test_a_negative_cost_refunds_never_below_empty(
+    store: RateLimitStore, clock: FixedClock
+) -> None:
+    for _ in range(3):
+        await store.hit("k", limit=3, period=60)
+    assert not (await store.hit("k", limit=3, period=60)).allowed
+    refund = await store.hit("k", limit=3, period=60, cost=-1)
+    assert refund.allowed and refund.remaining == 1
+    assert refund.reset_after == pytest.approx(40.0)
+    assert (await store.hit("k", limit=3, period=60)).allowed
+    assert not (await store.hit("k", limit=3, period=60)).allowed
+    clock.advance(50)  # 10 s of the bucket left: a refund of 20 s empties it, no further
+    emptied = await store.hit("k", limit=3, period=60, cost=-1)
+    assert emptied.remaining == 3 and emptied.reset_after == 0
+    assert [(await store.hit("k", limit=3, period=60)).allowed for _ in range(4)] == [
+        True,
+        True,
+        True,
+        False,
+    ]
+    fresh = await store.hit("new", limit=3, period=60, cost=-1)  # nothing to give back
+    assert fresh.remaining == 3
+    assert (await store.hit("new", limit=3, period=60)).remaining == 2
+
+
+async def test_a_refund_covers_every_rule_of_a_key(store: RateLimitStore) -> None:
+    rules = [("a", 2, 60), ("b", 10, 3600)]
+    await store.hit_many(rules)
+    back = await store.hit_many(rules, cost=-1)
+    assert [d.remaining for d in back] == [2, 10]

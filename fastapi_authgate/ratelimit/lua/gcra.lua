@@ -2,7 +2,8 @@
 -- The arithmetic is fastapi_authgate.ratelimit.rules.gcra_step, line for line.
 --
 -- KEYS[i]                 bucket of rule i: its TAT (seconds since the epoch) as text
--- ARGV[1]                 cost; 0 asks whether one more request fits, without charging
+-- ARGV[1]                 cost; 0 asks whether one more request fits, without charging;
+--                         negative refunds (never below an empty bucket)
 -- ARGV[2]                 "now" in seconds, or "" to use the server's clock (TIME), the default
 -- ARGV[1+2i], ARGV[2+2i]  limit and period (seconds) of rule i
 --
@@ -30,7 +31,15 @@ local function step(tat, limit, period, c)
   if tat > now then
     used = tat - now
   end
-  if c <= 0 then
+  if c < 0 then -- a refund, never below empty
+    local after = math.max(0, used + c * interval)
+    local remaining = math.min(limit, math.floor((period - after + EPSILON) / interval))
+    if tat > now then
+      return { 1, remaining, after, 0, now + after }
+    end
+    return { 1, remaining, after, 0 }
+  end
+  if c == 0 then
     local remaining = math.min(limit, math.max(0, math.floor((period - used + EPSILON) / interval)))
     if remaining >= 1 then
       return { 1, remaining, used, 0 }
