@@ -5,6 +5,8 @@
   ``GET /.well-known/jwks.json``, ``GET /.well-known/openid-configuration`` and, when given one,
   a sign-in page at ``GET /``. Anyone who can reach these routes can sign in as anyone: mount them
   only in development (the example app mounts them only when ``AUTHGATE_PROVIDER`` is ``dev``).
+* :class:`FakeInAI` is a fake InAI Auth API (JWKS, the 26 REST routes, MFA) with failure knobs,
+  key rotation and call counters: serve its ``app`` on loopback in your tests.
 * :func:`override_user` and :func:`make_context` replace the guards with a fixed identity through
   ``app.dependency_overrides``, so route tests need no token at all.
 
@@ -30,10 +32,13 @@ from fastapi_authgate.context import AuthContext, CredentialKind, User
 from fastapi_authgate.dependencies import optional_user, require_session, require_user
 from fastapi_authgate.errors import AuthorizationError, NotAuthenticatedError
 from fastapi_authgate.providers.dev import DEFAULT_DEV_ISSUER, DevIssuer
+from fastapi_authgate.testing.fake_inai import FakeInAI, FakeInAIAccount
 
 __all__ = [
     "DEFAULT_DEV_ISSUER",
     "DevIssuer",
+    "FakeInAI",
+    "FakeInAIAccount",
     "TokenRequest",
     "TokenResponse",
     "UserOverride",
