@@ -42,7 +42,7 @@ import inspect
 import itertools
 import logging
 from collections.abc import Awaitable, Callable, Sequence
-from typing import Literal, Protocol, cast
+from typing import Any, Literal, Protocol, cast
 
 from starlette.exceptions import HTTPException, WebSocketException
 from starlette.requests import HTTPConnection
@@ -57,7 +57,7 @@ from fastapi_authgate.errors import (
     ProviderError,
     RateLimitExceeded,
 )
-from fastapi_authgate.gate import installed_gate
+from fastapi_authgate.gate import guard_gate, installed_gate
 from fastapi_authgate.protocols import KeyFunc
 from fastapi_authgate.ratelimit.headers import (
     HeaderTemplate,
@@ -266,6 +266,8 @@ def rate_limited(
         return found
 
     async def key_of(gate: _Gate, conn: HTTPConnection) -> str:
+        # the identity the route's guard admits (AuthDependency(gate=...)), not the installed gate's
+        gate = cast(_Gate, guard_gate(conn.scope, cast(Any, gate)))
         if kind == "user":
             auth = await _authenticated(gate, conn)
             return kind_segment + _identity(auth)

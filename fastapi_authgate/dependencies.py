@@ -15,7 +15,6 @@ answering HTTP.
 # callable instance's parameter annotations without resolving strings, and would see ``request``
 # and ``security_scopes`` as query parameters.
 import logging
-from typing import Literal
 
 from fastapi.exceptions import HTTPException
 from fastapi.openapi.models import HTTPBearer as HTTPBearerModel
@@ -26,20 +25,20 @@ from starlette.requests import HTTPConnection
 
 from fastapi_authgate._rate_dependency import rate_limited
 from fastapi_authgate.context import AuthContext
-from fastapi_authgate.errors import (
-    AuthGateError,
-    AuthorizationError,
-    ConfigurationError,
-    NotAuthenticatedError,
+from fastapi_authgate.errors import AuthGateError, ConfigurationError
+from fastapi_authgate.gate import (
+    BEARER_SCHEME_NAME,
+    GUARD_MODES,
+    AuthGate,
+    GuardMode,
+    check_access,
+    installed_gate,
 )
-from fastapi_authgate.gate import BEARER_SCHEME_NAME, AuthGate, installed_gate
 from fastapi_authgate.responses import websocket_close
 
 __all__ = ["AuthDependency", "optional_user", "rate_limited", "require_session", "require_user"]
 
 logger = logging.getLogger(__name__)
-
-GuardMode = Literal["user", "session", "optional"]
 
 
 class AuthDependency(SecurityBase):
@@ -47,8 +46,14 @@ class AuthDependency(SecurityBase):
 
     ``mode`` is ``"user"`` (any verified identity), ``"session"`` (a verified session: the context
     must carry a ``session_id``) or ``"optional"`` (no credential gives ``None``; a bad one is
-    still a 401). With ``gate=None`` the guard uses the gate installed on the app.
+    still a 401). With ``gate=None`` the guard uses the gate installed on the app. The rules are
+    :func:`~fastapi_authgate.gate.check_access`, shared with the middleware.
+
+    Raises:
+        ConfigurationError: ``mode`` is none of the three.
     """
+
+    authgate_guard = True  # lets rate_limited(key="user") find the gate of the route's guard
 
     def __init__(
         self,
@@ -59,6 +64,8 @@ class AuthDependency(SecurityBase):
         description: str | None = None,
         auto_error: bool = True,
     ) -> None:
+        if mode not in GUARD_MODES:
+            raise ConfigurationError(f"guard mode {mode!r} must be 'user', 'session' or 'optional'")
         self.mode = mode
         self.gate = gate
         self.auto_error = auto_error
@@ -82,15 +89,9 @@ class AuthDependency(SecurityBase):
                     "no AuthGate is installed on this app: call gate.install(app) at startup"
                 )
             context = await gate.authenticate(request)
-            if context is None:
-                if self.mode == "optional" or not self.auto_error:
-                    return None
-                raise NotAuthenticatedError()
-            if self.mode == "session" and context.session_id is None:
-                raise NotAuthenticatedError("A verified session is required")
-            required = security_scopes.scopes
-            if required and not context.scopes.issuperset(required):
-                raise AuthorizationError(required=required)
+            if context is None and not self.auto_error:
+                return None
+            check_access(context, self.mode, security_scopes.scopes)
             return context
         except AuthGateError as exc:
             raise _for_connection(request, exc) from None
@@ -113,7 +114,8 @@ require_user = AuthDependency("user")
 """Any verified identity: bearer JWT, session cookie or provider token."""
 
 require_session = AuthDependency("session")
-"""Only a verified session (``AuthContext.session_id`` is set)."""
+"""Only a verified session (``AuthContext.session_id`` is set): a session cookie, a session pair
+checked with the provider, or a verified JWT whose ``sid`` names the session, cookie or bearer."""
 
 optional_user = AuthDependency("optional")
 """``AuthContext | None``; a credential that is present but invalid is still a 401."""

@@ -13,7 +13,7 @@ import importlib.util
 import logging
 from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
 from contextlib import asynccontextmanager
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal, Protocol, cast
 
 from pydantic import ValidationError
 from starlette.requests import HTTPConnection, Request
@@ -23,7 +23,13 @@ from starlette.types import Scope
 from fastapi_authgate.client_ip import ClientIPResolver
 from fastapi_authgate.context import AuthContext
 from fastapi_authgate.credentials import raw_bearer, read_credentials
-from fastapi_authgate.errors import AuthenticationError, AuthGateError, ConfigurationError
+from fastapi_authgate.errors import (
+    AuthenticationError,
+    AuthGateError,
+    AuthorizationError,
+    ConfigurationError,
+    NotAuthenticatedError,
+)
 from fastapi_authgate.protocols import Verifier
 from fastapi_authgate.ratelimit.hooks import ResponseHooksMiddleware
 from fastapi_authgate.ratelimit.limiter import RateLimiter
@@ -40,8 +46,14 @@ __all__ = [
     "AuthGate",
     "BEARER_SCHEME_NAME",
     "COOKIE_SCHEME_NAME",
+    "GUARD_MODES",
     "SCOPE_KEY",
     "STATE_KEY",
+    "GUARD_MARKER",
+    "VERIFIED_KEY",
+    "GuardMode",
+    "check_access",
+    "guard_gate",
     "installed_gate",
 ]
 
@@ -51,6 +63,14 @@ STATE_KEY = "authgate"
 """Attribute of ``app.state`` that holds the installed gate."""
 SCOPE_KEY = "authgate.gate"
 """ASGI scope key under which the installed gate travels with each request (see ``install``)."""
+VERIFIED_KEY = "authgate.verified"
+"""Private ASGI scope key: ``(gate, context)``, the context that ``gate`` verified for this request.
+
+Only :meth:`AuthGate.authenticate` writes it, and a gate reuses what it finds there only when the
+gate in it is itself. ``request.state.auth`` and ``scope["auth"]`` are copies for the route's
+convenience and are never read back: lifespan state, another middleware or another gate may write
+anything there, and none of it may count as authenticated.
+"""
 BEARER_SCHEME_NAME = "BearerAuth"
 COOKIE_SCHEME_NAME = "SessionCookie"
 
@@ -132,17 +152,18 @@ class AuthGate:
     async def authenticate(self, conn: HTTPConnection) -> AuthContext | None:
         """The verified identity of ``conn``, ``None`` when it carries no credential.
 
-        A context already verified for this connection (by the middleware or another dependency)
-        is reused, so stacking guards costs one verification. A bearer token the verifier has
-        verified before is answered from its cache (``cached_bearer``) before any credential is
-        parsed: the repeated-token case is the common one and costs a hash and a lookup.
+        What this gate verified earlier for the same connection (the middleware, a router-level
+        guard, ``rate_limited(key="user")``) is reused from the private ``VERIFIED_KEY`` slot, so
+        stacking guards costs one verification. Only this gate's own entry counts: a context another
+        gate verified (another issuer's token) or anything written at ``request.state.auth`` is
+        never taken as proof. A bearer token the verifier has verified before is answered from its
+        cache (``cached_bearer``) before any credential is parsed: the repeated-token case is the
+        common one and costs a hash and a lookup.
         """
         scope = conn.scope
-        state = scope.get("state")
-        if state is not None:
-            known = state.get("auth")
-            if known is not None:
-                return known  # type: ignore[no-any-return]
+        verified = scope.get(VERIFIED_KEY)
+        if verified is not None and verified[0] is self:
+            return verified[1]  # type: ignore[no-any-return]
         context: AuthContext | None = None
         lookup = self._cached_bearer
         if lookup is not None:
@@ -152,12 +173,16 @@ class AuthGate:
         if context is None:
             credentials = read_credentials(conn)
             if credentials is None:
+                scope[VERIFIED_KEY] = (self, None)
                 return None
             context = await self.verifier.verify(credentials)
             if context is None:
                 if credentials.bearer is not None or credentials.api_key is not None:
                     raise AuthenticationError("The credential was not recognised")
+                scope[VERIFIED_KEY] = (self, None)
                 return None
+        scope[VERIFIED_KEY] = (self, context)
+        state = scope.get("state")
         if state is None:
             scope["state"] = {"auth": context}
         else:
@@ -212,6 +237,32 @@ class AuthGate:
         return error_response(exc, realm=self.realm)
 
 
+GuardMode = Literal["user", "session", "optional"]
+"""``user``: any verified identity; ``session``: a verified session; ``optional``: none is fine."""
+
+GUARD_MODES: frozenset[str] = frozenset(("user", "session", "optional"))
+
+
+def check_access(context: AuthContext | None, mode: str, required: Sequence[str]) -> None:
+    """The one rule set of every guard and of the middleware; raises when ``context`` fails it.
+
+    * no identity: fine for ``optional``, else :class:`NotAuthenticatedError` (401, no code);
+    * ``session`` and no ``session_id``: :class:`AuthenticationError` (401 ``invalid_token``). A
+      session is whatever the verifier marked with ``session_id``: a session cookie, a session
+      pair checked with the provider, or a verified JWT whose ``sid`` names the session, whether
+      it came as a cookie or a bearer token (the signature vouches for ``sid`` either way);
+    * a required scope missing: :class:`AuthorizationError` (403 ``insufficient_scope``).
+    """
+    if context is None:
+        if mode != "optional":
+            raise NotAuthenticatedError()
+        return
+    if mode == "session" and context.session_id is None:
+        raise AuthenticationError("A verified session is required")
+    if required and not context.scopes.issuperset(required):
+        raise AuthorizationError(required=required)
+
+
 def installed_gate(scope: Scope) -> AuthGate | None:
     """The gate serving ``scope``: the one the install middleware put in it, else ``app.state``'s.
 
@@ -223,6 +274,54 @@ def installed_gate(scope: Scope) -> AuthGate | None:
         app = scope.get("app")
         gate = getattr(app.state, STATE_KEY, None) if app is not None else None
     return gate
+
+
+GUARD_MARKER = "authgate_guard"
+"""Class attribute (true) of a guard whose ``gate`` attribute names the gate it checks with."""
+
+_MAX_ROUTES = 4096
+_route_guards: dict[int, tuple[object, _Guard | None]] = {}  # routes may be unhashable
+
+
+def guard_gate(scope: Scope, default: AuthGate | None) -> AuthGate | None:
+    """The gate whose identity counts on this route: its guard's gate, else ``default``.
+
+    ``rate_limited(key="user")`` keys on the identity the route's guard admits, so a route guarded
+    by ``AuthDependency(gate=partner)`` is limited per partner identity, never per whatever the
+    installed gate makes of the token. The guard is found once per route in FastAPI's dependency
+    tree (route, router and app dependencies included; the first guard in solving order decides,
+    and a guard without its own gate means ``default``). A route without any guard uses the gate
+    that already verified this request (an ``AuthGateMiddleware(gate=...)``), else ``default``.
+    """
+    route = scope.get("route")
+    if route is not None:
+        entry = _route_guards.get(id(route))
+        if entry is None or entry[0] is not route:
+            entry = (route, _first_guard(getattr(route, "dependant", None), 0))
+            if len(_route_guards) < _MAX_ROUTES:
+                _route_guards[id(route)] = entry
+        guard = entry[1]
+        if guard is not None:
+            return guard.gate if guard.gate is not None else default
+    verified = scope.get(VERIFIED_KEY)
+    return verified[0] if verified is not None else default
+
+
+class _Guard(Protocol):
+    gate: AuthGate | None
+
+
+def _first_guard(dependant: Any, depth: int) -> _Guard | None:
+    if dependant is None or depth > 32:
+        return None
+    for sub in getattr(dependant, "dependencies", ()):
+        found = _first_guard(sub, depth + 1)  # FastAPI solves sub-dependencies first
+        if found is not None:
+            return found
+        call = getattr(sub, "call", None)
+        if getattr(type(call), GUARD_MARKER, False):
+            return cast(_Guard, call)
+    return None
 
 
 def _wrap_lifespan(app: Starlette, gate_lifespan: Callable[[], Any]) -> None:

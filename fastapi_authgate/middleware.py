@@ -8,30 +8,50 @@ route behind both verifies once.
 Path rules: ``include`` and ``exclude`` take exact paths or prefixes ending in ``*``
 (``"/api/*"``). A path is checked when it matches ``include`` (or ``include`` is empty) and does not
 match ``exclude``. Lifespan messages always pass through.
+
+Rules match the *route path*: the request path without the ``root_path`` the app is served under
+(``uvicorn --root-path /svc``, ``outer.mount("/v1", app)``), the same path the app's router
+matches routes against. Matching the raw path would let ``include=["/api/*"]`` match nothing
+under a root path and serve every route with no credential. Starlette's own ``get_route_path`` is
+regex-based before 1.0 (0.37 strips ``root_path`` as a pattern, so ``/v1`` also eats the front of
+``/v10/...``), so :func:`route_path` is our own, with the semantics of current Starlette.
+
+``mode="optional"`` together with ``scopes`` is refused when the middleware is built: it would let
+anonymous callers through while refusing signed-in ones that lack a scope.
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Iterable
-from typing import Literal
 
 from starlette.requests import HTTPConnection
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from fastapi_authgate.errors import (
-    AuthGateError,
-    AuthorizationError,
-    ConfigurationError,
-    NotAuthenticatedError,
-    ProviderError,
-)
-from fastapi_authgate.gate import AuthGate, installed_gate
+from fastapi_authgate.errors import AuthGateError, ConfigurationError, ProviderError
+from fastapi_authgate.gate import GUARD_MODES, AuthGate, GuardMode, check_access, installed_gate
 from fastapi_authgate.responses import error_response, websocket_close
 
-__all__ = ["AuthGateMiddleware", "PathRules"]
+__all__ = ["AuthGateMiddleware", "PathRules", "route_path"]
 
 logger = logging.getLogger(__name__)
+
+
+def route_path(scope: Scope) -> str:
+    """The path the app's router sees: ``scope["path"]`` without the app's ``root_path``.
+
+    A path outside the root path is returned whole (the router will not match it either); the
+    root itself is ``"/"``.
+    """
+    path: str = scope["path"]
+    root: str = scope.get("root_path", "")
+    if not root or not path.startswith(root):
+        return path
+    if len(path) == len(root):
+        return "/"
+    if path[len(root)] == "/":
+        return path[len(root) :]
+    return path
 
 
 class PathRules:
@@ -58,15 +78,26 @@ class AuthGateMiddleware:
         gate: AuthGate | None = None,
         include: Iterable[str] = (),
         exclude: Iterable[str] = (),
-        mode: Literal["user", "session", "optional"] = "user",
+        mode: GuardMode = "user",
         scopes: Iterable[str] = (),
     ) -> None:
+        scopes = tuple(scopes)
+        if mode not in GUARD_MODES:
+            raise ConfigurationError(
+                f"AuthGateMiddleware mode {mode!r} must be 'user', 'session' or 'optional'"
+            )
+        if mode == "optional" and scopes:
+            raise ConfigurationError(
+                "AuthGateMiddleware(mode='optional', scopes=...) would let anonymous requests "
+                "through while refusing signed-in users without the scopes; use mode='user' "
+                "(or 'session') with scopes, or optional without them"
+            )
         self.app = app
         self.gate = gate
         self.include = PathRules(list(include))
         self.exclude = PathRules(list(exclude))
         self.mode = mode
-        self.scopes = tuple(scopes)
+        self.scopes = scopes
 
     def _applies(self, path: str) -> bool:
         if self.include and not self.include.matches(path):
@@ -74,7 +105,7 @@ class AuthGateMiddleware:
         return not self.exclude.matches(path)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] not in ("http", "websocket") or not self._applies(scope["path"]):
+        if scope["type"] not in ("http", "websocket") or not self._applies(route_path(scope)):
             await self.app(scope, receive, send)
             return
         gate = self.gate or installed_gate(scope)
@@ -84,13 +115,7 @@ class AuthGateMiddleware:
                     "AuthGateMiddleware found no AuthGate: call gate.install(app) or pass gate="
                 )
             context = await gate.authenticate(HTTPConnection(scope))
-            if context is None:
-                if self.mode != "optional":
-                    raise NotAuthenticatedError()
-            elif self.mode == "session" and context.session_id is None:
-                raise NotAuthenticatedError("A verified session is required")
-            elif self.scopes and not context.scopes.issuperset(self.scopes):
-                raise AuthorizationError(required=self.scopes)
+            check_access(context, self.mode, self.scopes)
         except AuthGateError as exc:
             await self._refuse(scope, receive, send, exc, gate)
             return

@@ -30,7 +30,7 @@ from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
 from fastapi_authgate.context import AuthContext, CredentialKind, User
 from fastapi_authgate.dependencies import optional_user, require_session, require_user
-from fastapi_authgate.errors import AuthorizationError, NotAuthenticatedError
+from fastapi_authgate.gate import check_access
 from fastapi_authgate.providers.dev import DEFAULT_DEV_ISSUER, DevIssuer
 from fastapi_authgate.testing.fake_inai import FakeInAI, FakeInAIAccount
 
@@ -80,8 +80,9 @@ def dev_issuer_router(
     """Routes that let a browser or a test sign in against ``issuer``; development only.
 
     ``POST /dev/token`` answers a bearer token (no ``sid``) and sets ``cookie_name`` to a session
-    token (with ``sid``) as an HttpOnly, SameSite=Lax cookie, so ``require_session`` accepts the
-    cookie and not the bearer token.
+    token (with ``sid``) as an HttpOnly, SameSite=Lax cookie. ``require_session`` accepts the
+    cookie and refuses the bearer token because of ``sid``, not because of how it travelled: the
+    session token sent as a bearer token is a session too (DESIGN.md section 1).
 
     Args:
         issuer: the development issuer that signs the tokens.
@@ -165,10 +166,7 @@ def make_context(
 
 def _fixed(context: AuthContext, *, session: bool) -> Callable[..., Any]:
     async def dependency(security_scopes: SecurityScopes) -> AuthContext:
-        if session and context.session_id is None:
-            raise NotAuthenticatedError("A verified session is required")
-        if security_scopes.scopes and not context.scopes.issuperset(security_scopes.scopes):
-            raise AuthorizationError(required=security_scopes.scopes)
+        check_access(context, "session" if session else "user", security_scopes.scopes)
         return context
 
     return dependency
