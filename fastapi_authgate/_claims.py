@@ -34,9 +34,11 @@ _MAX_TIMESTAMP: Final = 253_402_300_799
 class ClaimsPolicy:
     """What a verified token's claims must satisfy.
 
-    ``issuer`` ``None`` skips the ``iss`` check; an empty ``audiences`` skips the ``aud`` check
-    (a present ``aud`` must still be well-formed). ``leeway`` is the clock skew in seconds allowed
-    on ``exp``/``nbf``/``iat``.
+    ``issuer`` ``None`` skips the ``iss`` check. With an empty ``audiences`` a token carrying
+    ``aud`` is refused: it was minted for some API, and this one cannot tell that it is the one
+    (an ID token, or another API's access token). ``any_audience`` lifts that refusal for the rare
+    deployment that must accept tokens whatever their ``aud`` (a present ``aud`` must still be
+    well-formed). ``leeway`` is the clock skew in seconds allowed on ``exp``/``nbf``/``iat``.
 
     Raises:
         ConfigurationError: negative, non-finite or too large (> 300 s) leeway.
@@ -46,6 +48,7 @@ class ClaimsPolicy:
     audiences: frozenset[str]
     leeway: float = 30
     require_sub: bool = True
+    any_audience: bool = False
 
     def __post_init__(self) -> None:
         leeway = self.leeway
@@ -102,13 +105,13 @@ def validate_claims(claims: Mapping[str, Any], policy: ClaimsPolicy, *, now: flo
         if type(iss) is not str or iss != policy.issuer:
             raise AuthenticationError("The token issuer is not accepted")
     if "aud" in claims or policy.audiences:
-        _check_audience(claims.get("aud"), policy.audiences)
+        _check_audience(claims.get("aud"), policy.audiences, policy.any_audience)
     sub = claims.get("sub")
     if (policy.require_sub or "sub" in claims) and (type(sub) is not str or not sub):
         raise AuthenticationError("The token subject is missing or invalid")
 
 
-def _check_audience(aud: Any, audiences: frozenset[str]) -> None:
+def _check_audience(aud: Any, audiences: frozenset[str], any_audience: bool) -> None:
     if type(aud) is str:
         granted: frozenset[str] | tuple[str] = (aud,)
     elif type(aud) is list and aud and all(type(item) is str for item in aud):
@@ -117,3 +120,5 @@ def _check_audience(aud: Any, audiences: frozenset[str]) -> None:
         raise AuthenticationError("The token audience is missing or invalid")
     if audiences and audiences.isdisjoint(granted):
         raise AuthenticationError("The token is not meant for this audience")
+    if not audiences and not any_audience:
+        raise AuthenticationError("The token is meant for an audience this API does not accept")

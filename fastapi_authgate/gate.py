@@ -13,13 +13,14 @@ import importlib.util
 import logging
 from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
 from contextlib import asynccontextmanager
-from typing import TYPE_CHECKING, Any, Literal, Protocol, cast
+from typing import TYPE_CHECKING, Any, Final, Literal, Protocol, cast
 
 from pydantic import ValidationError
 from starlette.requests import HTTPConnection, Request
 from starlette.responses import Response
 from starlette.types import Scope
 
+from fastapi_authgate._jose import check_algorithms
 from fastapi_authgate.client_ip import ClientIPResolver
 from fastapi_authgate.context import AuthContext
 from fastapi_authgate.credentials import raw_bearer, read_credentials
@@ -115,10 +116,13 @@ class AuthGate:
                 settings = AuthGateSettings()
             except ValidationError as exc:
                 raise ConfigurationError(_describe_settings_error(exc)) from None
+        _checked_algorithms(settings.algorithms)
         dev_issuer: DevIssuer | None = None
         verifier: Verifier
         if settings.provider == "dev":
             from fastapi_authgate.providers.dev import DevIssuer
+
+            _refuse_real_provider_settings(settings)
 
             logger.warning(
                 "AUTHGATE_PROVIDER is unset or 'dev': trusting the in-memory development issuer; "
@@ -397,6 +401,37 @@ def _provider_module(module: str, provider: str) -> Callable[[AuthGateSettings],
     return build
 
 
+_REAL_PROVIDER_VARIABLES: Final = ("jwks_url", "issuer", "token_type")
+_PROVIDER_SECTIONS: Final = ("qyzar", "torii", "tiun", "inai")
+
+
+def _refuse_real_provider_settings(settings: AuthGateSettings) -> None:
+    """Refuse the development issuer when a real provider's settings are present.
+
+    Someone who set ``AUTHGATE_JWKS_URL`` or ``AUTHGATE_QYZAR__PROJECT_ID`` meant to trust that
+    provider; falling back to the development issuer because ``AUTHGATE_PROVIDER`` was forgotten
+    would let anyone mint tokens (the example app's ``/dev/token``).
+    """
+    for name in _REAL_PROVIDER_VARIABLES:
+        if getattr(settings, name):
+            _refuse_dev(f"AUTHGATE_{name.upper()}")
+    for section_name in _PROVIDER_SECTIONS:
+        section = getattr(settings, section_name, None)
+        if section is None:
+            continue
+        for field in sorted(section.model_fields_set):
+            if getattr(section, field) not in (None, ""):
+                _refuse_dev(f"AUTHGATE_{section_name.upper()}__{field.upper()}")
+
+
+def _refuse_dev(variable: str) -> None:
+    raise ConfigurationError(
+        f"{variable} is set but AUTHGATE_PROVIDER is unset or 'dev', which trusts the in-memory "
+        "development issuer (anyone can mint tokens): set AUTHGATE_PROVIDER to the provider "
+        f"{variable} belongs to, or unset {variable}"
+    )
+
+
 def _jwks_verifier_from_settings(settings: AuthGateSettings) -> Verifier:
     from fastapi_authgate.verifiers.jwks import JWKSVerifier
 
@@ -404,12 +439,34 @@ def _jwks_verifier_from_settings(settings: AuthGateSettings) -> Verifier:
         raise ConfigurationError(
             "AUTHGATE_PROVIDER=jwks needs AUTHGATE_JWKS_URL or AUTHGATE_ISSUER (for OIDC discovery)"
         )
+    if not settings.issuer:
+        if not settings.unsafe_any_issuer:
+            raise ConfigurationError(
+                "AUTHGATE_PROVIDER=jwks needs AUTHGATE_ISSUER, the exact iss of your tokens "
+                "(without it, tokens of any issuer sharing these keys pass); "
+                "AUTHGATE_UNSAFE_ANY_ISSUER=true skips the check"
+            )
+        logger.warning(
+            "AUTHGATE_UNSAFE_ANY_ISSUER is set: tokens of any issuer signed with these keys pass"
+        )
+    if not settings.audience:
+        if not settings.unsafe_any_audience:
+            raise ConfigurationError(
+                "AUTHGATE_PROVIDER=jwks needs AUTHGATE_AUDIENCE, the aud your API's tokens carry "
+                "(without it, ID tokens and other APIs' tokens pass); "
+                "AUTHGATE_UNSAFE_ANY_AUDIENCE=true skips the check"
+            )
+        logger.warning(
+            "AUTHGATE_UNSAFE_ANY_AUDIENCE is set: tokens minted for any API (and ID tokens) pass"
+        )
     return JWKSVerifier(
         jwks_url=settings.jwks_url,
         issuer=settings.issuer,
         discovery=settings.jwks_url is None,
         audience=settings.audience or None,
-        algorithms=settings.algorithms,
+        unsafe_any_audience=settings.unsafe_any_audience,
+        token_type=settings.token_type,
+        algorithms=_checked_algorithms(settings.algorithms),
         leeway=settings.leeway_seconds,
         session_cookie=settings.session_cookie,
         token_cache_size=settings.token_cache_size,
@@ -418,6 +475,13 @@ def _jwks_verifier_from_settings(settings: AuthGateSettings) -> Verifier:
         refetch_cooldown=settings.jwks_refetch_cooldown_seconds,
         fetch_deadline=settings.jwks_timeout_seconds,
     )
+
+
+def _checked_algorithms(algorithms: Sequence[str]) -> frozenset[str]:
+    try:
+        return check_algorithms(algorithms)
+    except ConfigurationError as exc:
+        raise ConfigurationError(f"AUTHGATE_ALGORITHMS: {exc.description}") from None
 
 
 _VERIFIER_BUILDERS: Mapping[str, Callable[[AuthGateSettings], Verifier]] = {

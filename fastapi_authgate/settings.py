@@ -96,6 +96,9 @@ class AuthGateSettings(BaseSettings):
     jwks_cache_seconds: float = Field(default=300, ge=0)
     jwks_refetch_cooldown_seconds: float = Field(default=30, ge=0)
     jwks_timeout_seconds: float = Field(default=5, gt=0, le=60)
+    token_type: str | None = None
+    unsafe_any_issuer: bool = False
+    unsafe_any_audience: bool = False
 
     redis_url: SecretStr | None = None
     trusted_proxies: Annotated[list[str], NoDecode] = Field(default_factory=list)

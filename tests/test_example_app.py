@@ -201,13 +201,14 @@ def test_docs_and_openapi_security_schemes(client: TestClient) -> None:
 
 def test_dev_routes_are_gone_with_a_real_provider(monkeypatch: pytest.MonkeyPatch) -> None:
     # A real JWKS issuer on loopback: the dev issuer's own routes, served under uvicorn.
-    upstream_issuer = DevIssuer(issuer="http://127.0.0.1:0")
+    upstream_issuer = DevIssuer(issuer="http://127.0.0.1:0", audience="api://example")
     upstream = FastAPI()
     upstream.include_router(dev_issuer_router(upstream_issuer))
     with serve(upstream) as base_url:
         upstream_issuer.issuer = base_url
         monkeypatch.setenv("AUTHGATE_PROVIDER", "jwks")
         monkeypatch.setenv("AUTHGATE_ISSUER", base_url)
+        monkeypatch.setenv("AUTHGATE_AUDIENCE", "api://example")
         monkeypatch.setenv("AUTHGATE_JWKS_URL", f"{base_url}/.well-known/jwks.json")
         app = create_app()
         assert app.state.authgate.dev_issuer is None

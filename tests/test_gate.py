@@ -59,6 +59,7 @@ def test_jwks_provider_from_settings(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("AUTHGATE_PROVIDER", "jwks")
     monkeypatch.setenv("AUTHGATE_JWKS_URL", "http://127.0.0.1:9/jwks.json")
     monkeypatch.setenv("AUTHGATE_ISSUER", "http://127.0.0.1:9")
+    monkeypatch.setenv("AUTHGATE_AUDIENCE", "api://test")
     monkeypatch.setenv("AUTHGATE_ALGORITHMS", '["ES256"]')
     gate = AuthGate.from_settings()
     assert gate.verifier.provider == "jwks"

@@ -400,7 +400,7 @@ def test_claims_accepted(overrides: dict[str, Any]) -> None:
 
 
 def test_optional_policies() -> None:
-    lax = ClaimsPolicy(None, frozenset(), leeway=0, require_sub=False)
+    lax = ClaimsPolicy(None, frozenset(), leeway=0, require_sub=False, any_audience=True)
     validate_claims({"exp": NOW + 1}, lax, now=NOW)
     validate_claims({"exp": NOW + 1, "aud": ["x"], "iss": "anyone"}, lax, now=NOW)
     with pytest.raises(AuthenticationError, match="expired"):
@@ -409,6 +409,15 @@ def test_optional_policies() -> None:
         validate_claims({"exp": NOW + 1, "aud": 5}, lax, now=NOW)
     with pytest.raises(AuthenticationError, match="subject"):
         validate_claims({"exp": NOW + 1, "sub": ""}, lax, now=NOW)
+
+
+def test_a_token_with_aud_is_refused_when_no_audience_is_configured() -> None:
+    """#12 item 5: an ``aud`` names some API; with none configured this one cannot be it."""
+    policy = ClaimsPolicy(None, frozenset(), leeway=0)
+    validate_claims({"exp": NOW + 1, "sub": "u"}, policy, now=NOW)  # no aud: fine
+    for aud in ("api://other", ["api://other", "api://third"]):
+        with pytest.raises(AuthenticationError, match="audience this API does not accept"):
+            validate_claims({"exp": NOW + 1, "sub": "u", "aud": aud}, policy, now=NOW)
 
 
 @pytest.mark.parametrize("leeway", [301, -1, float("nan"), float("inf"), True, "30"])

@@ -77,6 +77,8 @@ class JWKSVerifier:
         scope_claims: Iterable[str] = DEFAULT_SCOPE_CLAIMS,
         context_builder: ContextBuilder | None = None,
         refetch_on_bad_signature: bool = False,
+        token_type: str | None = None,
+        unsafe_any_audience: bool = False,
     ) -> None:
         """Validate the configuration; no network traffic happens here.
 
@@ -86,7 +88,9 @@ class JWKSVerifier:
             discovery: find ``jwks_uri`` in ``{issuer}/.well-known/openid-configuration`` (whose
                 ``issuer`` must equal ``issuer``) when no ``jwks_url`` is given.
             jwks: a static JWKS document instead of fetching one (see :meth:`from_jwks`).
-            audience: the ``aud`` value(s) accepted; when set, ``aud`` is required.
+            audience: the ``aud`` value(s) accepted; when set, ``aud`` is required. When not
+                set, a token that carries ``aud`` is refused (it was minted for some API and
+                this one cannot tell it is the one), unless ``unsafe_any_audience``.
             algorithms: the allow-list; HMAC cannot be mixed with RSA/EC.
             leeway: clock skew allowed on ``exp``/``nbf``/``iat``, at most 300 s.
             clock: returns UNIX seconds; injected in tests.
@@ -109,6 +113,11 @@ class JWKSVerifier:
             refetch_on_bad_signature: when a signature fails under a known ``kid``, refetch the
                 JWKS once (behind the same cooldown and single flight as unknown ``kid``
                 values) and retry if the issuer now publishes another key under that ``kid``.
+            token_type: the JOSE ``typ`` header tokens must carry, such as ``at+jwt`` for
+                RFC 9068 access tokens (compared as a media type: case-insensitive, the
+                ``application/`` prefix optional); ``None`` does not check it.
+            unsafe_any_audience: with no ``audience``, accept tokens whatever their ``aud``
+                (an ID token or another API's token would then pass; avoid).
 
         Raises:
             ConfigurationError: no key source, unknown or mixed algorithms, leeway out of range,
@@ -119,7 +128,14 @@ class JWKSVerifier:
         if issuer is not None and (not isinstance(issuer, str) or not issuer):
             raise ConfigurationError("issuer must be a non-empty string (AUTHGATE_ISSUER)")
         self._issuer = issuer
-        self._policy = ClaimsPolicy(issuer, _audiences(audience), leeway)
+        self._policy = ClaimsPolicy(
+            issuer, _audiences(audience), leeway, any_audience=bool(unsafe_any_audience)
+        )
+        self._token_type = _media_type(token_type) if token_type is not None else None
+        if token_type is not None and not self._token_type:
+            raise ConfigurationError(
+                "token_type must be a media type such as at+jwt (AUTHGATE_TOKEN_TYPE)"
+            )
         static = _static_keys(jwks, self._algorithms) if jwks is not None else None
         if static is None:
             if jwks_url is None and not (discovery and issuer):
@@ -224,10 +240,13 @@ class JWKSVerifier:
             iss = claims.get("iss")
             if self._issuer is not None and type(iss) is str and iss != self._issuer:
                 return None  # another issuer's token: let a chain ask the next verifier
-            alg = unverified.header["alg"]
+            header = unverified.header
+            alg = header["alg"]
             if alg not in self._algorithms:
                 raise AuthenticationError("The token algorithm is not allowed")
-            kid = unverified.header.get("kid")
+            if self._token_type is not None and _media_type(header.get("typ")) != self._token_type:
+                raise AuthenticationError("The token type is not accepted")
+            kid = header.get("kid")
             key = await self._keys.key_for(kid, alg)
             try:
                 verify_signature(unverified, key, self._algorithms)
@@ -295,6 +314,14 @@ def _plain_http_off_machine(url: str) -> bool:
         return not ipaddress.ip_address(host).is_loopback
     except ValueError:
         return True
+
+
+def _media_type(typ: Any) -> str | None:
+    """RFC 7515 section 4.1.9: ``typ`` compares case-insensitively, ``application/`` optional."""
+    if type(typ) is not str:
+        return None
+    typ = typ.strip().lower()
+    return typ.removeprefix("application/") or None
 
 
 def _audiences(audience: str | Iterable[str] | None) -> frozenset[str]:
