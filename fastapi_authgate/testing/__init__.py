@@ -33,12 +33,16 @@ from fastapi_authgate.dependencies import optional_user, require_session, requir
 from fastapi_authgate.gate import check_access
 from fastapi_authgate.providers.dev import DEFAULT_DEV_ISSUER, DevIssuer
 from fastapi_authgate.testing.fake_inai import FakeInAI, FakeInAIAccount
+from fastapi_authgate.testing.fake_qyzar import FakeQyzar, FakeQyzarRequest, FakeQyzarSession
 
 __all__ = [
     "DEFAULT_DEV_ISSUER",
     "DevIssuer",
     "FakeInAI",
     "FakeInAIAccount",
+    "FakeQyzar",
+    "FakeQyzarRequest",
+    "FakeQyzarSession",
     "TokenRequest",
     "TokenResponse",
     "UserOverride",
