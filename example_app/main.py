@@ -5,7 +5,9 @@ With ``AUTHGATE_PROVIDER`` unset (or ``dev``) it mounts the development issuer: 
 With ``AUTHGATE_PROVIDER`` naming a real provider it trusts that provider instead and refuses to
 mount those routes, since they let anyone sign in as anyone.
 
-``EXAMPLE_RATE_LIMIT`` sets the rule of ``/api/limited`` (default ``5/minute``).
+``EXAMPLE_RATE_LIMIT`` sets the rule of ``/api/limited`` (default ``5/minute``). ``/docs`` serves
+Swagger UI from the ``fastapi-offline`` package when it is installed (the ``[example]`` extra), so
+it works offline; ``EXAMPLE_SWAGGER_CDN=1`` switches back to FastAPI's CDN page.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from pathlib import Path
 
 from fastapi import Depends, FastAPI, Security
 
+from example_app.docs import bundled_swagger_ui, serve_docs_offline
 from fastapi_authgate import AuthContext, AuthGate, rate_limited, require_session, require_user
 from fastapi_authgate.testing import dev_issuer_router
 
@@ -36,12 +39,16 @@ def describe(auth: AuthContext) -> dict[str, object]:
 def create_app(gate: AuthGate | None = None) -> FastAPI:
     """Build the example app; the gate comes from ``AUTHGATE_*`` variables unless given."""
     gate = gate if gate is not None else AuthGate.from_settings()
+    swagger_assets = bundled_swagger_ui()
     app = FastAPI(
         title="fastapi_authgate example",
         description="Sign in at `/` (development issuer), then try the routes here with "
         "the Authorize button.",
+        docs_url=None if swagger_assets is not None else "/docs",
     )
     gate.install(app)
+    if swagger_assets is not None:
+        serve_docs_offline(app, swagger_assets)
 
     # Belt and braces: even a gate that carries a DevIssuer gets no sign-in routes when the
     # environment names a real provider, because those routes let anyone sign in as anyone.

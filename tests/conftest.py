@@ -20,7 +20,7 @@ def anyio_backend() -> str:
 def clean_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     """No AUTHGATE_* variable of the developer's shell leaks into a test."""
     for name in list(os.environ):
-        if name.upper().startswith("AUTHGATE_") or name == "EXAMPLE_RATE_LIMIT":
+        if name.upper().startswith("AUTHGATE_") or name.startswith("EXAMPLE_"):
             monkeypatch.delenv(name, raising=False)
 
 

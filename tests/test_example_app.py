@@ -179,6 +179,30 @@ def test_example_rate_limit_variable(monkeypatch: pytest.MonkeyPatch) -> None:
     assert codes == [200, 200, 429]
 
 
+def test_docs_are_served_offline_from_the_package(client: TestClient) -> None:
+    page = client.get("/docs").text
+    assert "https://" not in page  # no CDN: script, stylesheet and favicon are ours
+    for asset in ("swagger-ui-bundle.js", "swagger-ui.css"):
+        assert f'"/docs/assets/{asset}"' in page
+        served = client.get(f"/docs/assets/{asset}")
+        assert served.status_code == 200 and len(served.content) > 10_000
+
+
+def test_docs_behind_a_root_path_point_at_the_prefixed_assets() -> None:
+    with TestClient(create_app(), root_path="/svc") as prefixed:
+        page = prefixed.get("/docs").text
+    assert '"/svc/docs/assets/swagger-ui-bundle.js"' in page
+    assert "'/svc/openapi.json'" in page
+
+
+def test_docs_can_still_use_the_cdn(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("EXAMPLE_SWAGGER_CDN", "1")
+    with TestClient(create_app()) as cdn_client:
+        page = cdn_client.get("/docs").text
+        assert cdn_client.get("/docs/assets/swagger-ui.css").status_code == 404
+    assert "https://cdn.jsdelivr.net/" in page
+
+
 def test_docs_and_openapi_security_schemes(client: TestClient) -> None:
     docs = client.get("/docs")
     assert docs.status_code == 200

@@ -9,30 +9,16 @@ lands in ``test-artifacts/`` (git ignores it) so a failure can be looked at.
 
 from __future__ import annotations
 
-import os
-import shutil
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
 
+from tests.browser import chromium, screenshot
 from tests.servers import serve
 
 pytestmark = pytest.mark.browser
 
-CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
-CHROMEDRIVER = shutil.which("chromedriver")
-ARTIFACTS = Path(__file__).resolve().parent.parent / "test-artifacts"
-
-if CHROMIUM is None or CHROMEDRIVER is None:
-    pytest.skip(
-        "needs Debian's chromium and chromium-driver (.ci/run installs them: "
-        "apt-get install chromium chromium-driver)",
-        allow_module_level=True,
-    )
-webdriver = pytest.importorskip("selenium.webdriver", reason="selenium is in the [test] extra")
-from selenium.webdriver.chrome.service import Service  # noqa: E402
 from selenium.webdriver.common.by import By  # noqa: E402
 from selenium.webdriver.support.ui import WebDriverWait  # noqa: E402
 
@@ -47,26 +33,8 @@ def base_url() -> Iterator[str]:
 
 @pytest.fixture(scope="module")
 def browser() -> Iterator[Any]:
-    os.environ.setdefault("SE_AVOID_STATS", "true")
-    options = webdriver.ChromeOptions()
-    options.binary_location = CHROMIUM
-    for flag in (
-        "--headless",
-        "--no-sandbox",
-        "--disable-gpu",
-        "--disable-quic",
-        "--no-first-run",
-        "--disable-background-networking",
-        "--disable-component-update",
-        "--disable-sync",
-        "--window-size=1000,900",
-    ):
-        options.add_argument(flag)
-    driver = webdriver.Chrome(options=options, service=Service(CHROMEDRIVER))
-    try:
+    with chromium() as driver:
         yield driver
-    finally:
-        driver.quit()
 
 
 class Page:
@@ -109,8 +77,7 @@ class Page:
         return str(self.driver.find_element(By.ID, "output").text)
 
     def screenshot(self, name: str) -> None:
-        ARTIFACTS.mkdir(exist_ok=True)
-        self.driver.save_screenshot(str(ARTIFACTS / f"signin-{name}.png"))
+        screenshot(self.driver, f"signin-{name}")
 
 
 def test_a_person_signs_in_is_refused_admin_hits_the_limit_and_signs_out(
