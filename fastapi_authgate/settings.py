@@ -71,6 +71,8 @@ class InaiSettings(BaseModel):
     publishable_key: str | None = None
     api_url: str | None = None
     jwks_url: str | None = None
+    issuer: str | None = None
+    audience: str | None = None
 
 
 class AuthGateSettings(BaseSettings):

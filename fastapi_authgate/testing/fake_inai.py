@@ -207,7 +207,7 @@ class FakeInAI:
         sub: str = "u_test",
         *,
         email: str | None = "user@example.com",
-        type: str = "app_user",
+        type: str | None = "app_user",
         org_id: str | None = None,
         org_role: str | None = None,
         roles: Iterable[str] = (),
@@ -215,16 +215,20 @@ class FakeInAI:
         ttl: int | None = None,
         **claims: Any,
     ) -> str:
-        """An ES256 access token signed with the current key, with InAI's claims."""
+        """An ES256 access token signed with the current key, with InAI's claims.
+
+        ``type`` ``None`` leaves the claim out; ``ttl`` zero or negative gives an expired token.
+        """
         now = int(self.clock())
         body: dict[str, Any] = {
             "sub": sub,
             "iat": now,
             "exp": now + (self.token_ttl if ttl is None else ttl),
-            "type": type,
             "roles": list(roles),
             "permissions": list(permissions),
         }
+        if type is not None:
+            body["type"] = type
         if email is not None:
             body["email"] = email
         if org_id is not None:
