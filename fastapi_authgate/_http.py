@@ -122,8 +122,10 @@ async def request_json(
     """
     try:
         with anyio.fail_after(deadline):
+            # follow_redirects per request: a shared client built to follow them must not
+            # carry an API key or project secret to the host a redirect names
             async with client.stream(
-                method, url, json=json, params=params, headers=headers
+                method, url, json=json, params=params, headers=headers, follow_redirects=False
             ) as response:
                 status = response.status_code
                 if not api_errors:

@@ -63,6 +63,8 @@ class TiunSettings(BaseModel):
     api_key: SecretStr | None = None
     environment: Literal["live", "sandbox"] = "sandbox"
     api_url: str | None = None
+    cache_seconds: float = Field(default=30, ge=0, le=300)
+    timeout_seconds: float = Field(default=2, gt=0, le=30)
 
 
 class InaiSettings(BaseModel):

@@ -362,3 +362,25 @@ async def test_retry_after_is_read_as_seconds_only(value: str, expected: int) ->
                 client, "GET", "https://api.example/", deadline=1, what="x", api_errors=True
             )
     assert raised.value.retry_after == expected
+
+
+@pytest.mark.anyio
+async def test_a_client_built_to_follow_redirects_still_does_not() -> None:
+    hosts: list[str] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        hosts.append(request.url.host)
+        return httpx.Response(302, headers={"Location": "https://elsewhere.example/x"})
+
+    transport = httpx.MockTransport(handler)
+    async with httpx.AsyncClient(transport=transport, follow_redirects=True) as client:
+        with pytest.raises(ProviderError):
+            await request_json(
+                client,
+                "POST",
+                "https://provider.example/verify",
+                headers={"X-Api-Key": "secret"},
+                deadline=5,
+                what="verify",
+            )
+    assert hosts == ["provider.example"]

@@ -7,6 +7,9 @@
   only in development (the example app mounts them only when ``AUTHGATE_PROVIDER`` is ``dev``).
 * :class:`FakeInAI` is a fake InAI Auth API (JWKS, the 26 REST routes, MFA) with failure knobs,
   key rotation and call counters: serve its ``app`` on loopback in your tests.
+* :class:`FakeTiun` is a fake tiun UserVerification API (one environment, its own key and users,
+  failure knobs and call counters) to run :class:`~fastapi_authgate.providers.tiun.TiunVerifier`
+  against over real HTTP.
 * :func:`override_user` and :func:`make_context` replace the guards with a fixed identity through
   ``app.dependency_overrides``, so route tests need no token at all.
 
@@ -34,6 +37,7 @@ from fastapi_authgate.gate import check_access
 from fastapi_authgate.providers.dev import DEFAULT_DEV_ISSUER, DevIssuer
 from fastapi_authgate.testing.fake_inai import FakeInAI, FakeInAIAccount
 from fastapi_authgate.testing.fake_qyzar import FakeQyzar, FakeQyzarRequest, FakeQyzarSession
+from fastapi_authgate.testing.fake_tiun import FakeTiun, FakeTiunUser
 
 __all__ = [
     "DEFAULT_DEV_ISSUER",
@@ -43,6 +47,8 @@ __all__ = [
     "FakeQyzar",
     "FakeQyzarRequest",
     "FakeQyzarSession",
+    "FakeTiun",
+    "FakeTiunUser",
     "TokenRequest",
     "TokenResponse",
     "UserOverride",
