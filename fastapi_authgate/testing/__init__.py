@@ -38,6 +38,7 @@ from fastapi_authgate.providers.dev import DEFAULT_DEV_ISSUER, DevIssuer
 from fastapi_authgate.testing.fake_inai import FakeInAI, FakeInAIAccount
 from fastapi_authgate.testing.fake_qyzar import FakeQyzar, FakeQyzarRequest, FakeQyzarSession
 from fastapi_authgate.testing.fake_tiun import FakeTiun, FakeTiunUser
+from fastapi_authgate.testing.server import serve
 
 __all__ = [
     "DEFAULT_DEV_ISSUER",
@@ -55,6 +56,7 @@ __all__ = [
     "dev_issuer_router",
     "make_context",
     "override_user",
+    "serve",
 ]
 
 Subject = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9._@+-]{1,64}$")]
