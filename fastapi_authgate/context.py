@@ -80,6 +80,8 @@ class Credentials(NamedTuple):
     bearer: str | None = None
     cookies: Mapping[str, str] = _EMPTY
     api_key: str | None = None
+    duplicate_cookies: frozenset[str] = frozenset()
+    """Cookie names the request sent more than once (``cookies`` holds only the last value)."""
 
     def __repr__(self) -> str:
         shown = [name for name in ("bearer", "api_key") if getattr(self, name) is not None]

@@ -98,4 +98,23 @@ def read_credentials(
     cookies = _parse_cookies(cookie_header) if cookie_header else {}
     if bearer is None and api_key is None and not cookies:
         return None
+    if cookie_header is not None and cookie_header.count(";") >= len(cookies):
+        # more chunks than names: some name may be repeated, and the parser kept only its last
+        # value; verifiers must see that rather than trust whichever value came last
+        repeated = _repeated_names(cookie_header)
+        if repeated:
+            return Credentials(bearer, cookies, api_key, repeated)
     return Credentials(bearer=bearer, cookies=cookies, api_key=api_key)
+
+
+def _repeated_names(raw: str) -> frozenset[str]:
+    """Cookie names that occur more than once in a Cookie header (split as starlette does)."""
+    seen: set[str] = set()
+    repeated: set[str] = set()
+    for chunk in raw.split(";"):
+        name = chunk.split("=", 1)[0].strip() if "=" in chunk else ""
+        if name in seen:
+            repeated.add(name)
+        seen.add(name)
+    repeated.discard("")
+    return frozenset(repeated)

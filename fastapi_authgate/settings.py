@@ -47,6 +47,8 @@ class QyzarSettings(BaseModel):
     api_url: str | None = None
     project_id: str | None = None
     project_secret: SecretStr | None = None
+    timeout_seconds: float = Field(default=2.0, gt=0, le=30)
+    session_cache_seconds: float = Field(default=30, ge=0, le=3600)
 
 
 class ToriiSettings(BaseModel):

@@ -66,7 +66,7 @@ def test_jwks_provider_from_settings(monkeypatch: pytest.MonkeyPatch) -> None:
     assert gate.dev_issuer is None
 
 
-@pytest.mark.parametrize("provider", ["qyzar", "torii"])
+@pytest.mark.parametrize("provider", ["torii"])
 def test_providers_not_yet_supported_fail_at_startup(
     monkeypatch: pytest.MonkeyPatch, provider: str
 ) -> None:
