@@ -5,6 +5,11 @@ With ``AUTHGATE_PROVIDER`` unset (or ``dev``) it mounts the development issuer: 
 With ``AUTHGATE_PROVIDER`` naming a real provider it trusts that provider instead and refuses to
 mount those routes, since they let anyone sign in as anyone.
 
+With ``AUTHGATE_PROVIDER=qyzar`` (and ``AUTHGATE_QYZAR__API_URL``, ``__PROJECT_ID``,
+``__PROJECT_SECRET``; a missing one stops the start naming it) the Qyzar session cookies sign
+requests in, and two more routes show the Qyzar dependencies: ``GET /api/client-token``
+(``require_client_token``) and ``GET /api/qyzar-limited`` (``qyzar_rate_limited``).
+
 ``EXAMPLE_RATE_LIMIT`` sets the rule of ``/api/limited`` (default ``5/minute``). ``/docs`` serves
 Swagger UI from the ``fastapi-offline`` package when it is installed (the ``[example]`` extra), so
 it works offline; ``EXAMPLE_SWAGGER_CDN=1`` switches back to FastAPI's CDN page.
@@ -19,6 +24,12 @@ from fastapi import Depends, FastAPI, Security
 
 from example_app.docs import bundled_swagger_ui, serve_docs_offline
 from fastapi_authgate import AuthContext, AuthGate, rate_limited, require_session, require_user
+from fastapi_authgate.qyzar_dependencies import (
+    QyzarClientToken,
+    qyzar_client_of,
+    qyzar_rate_limited,
+    require_client_token,
+)
 from fastapi_authgate.testing import dev_issuer_router
 
 __all__ = ["app", "create_app"]
@@ -86,7 +97,23 @@ def create_app(gate: AuthGate | None = None) -> FastAPI:
     async def limited() -> dict[str, bool]:
         return {"ok": True}
 
+    if qyzar_client_of(gate) is not None:
+        _add_qyzar_routes(app, limit)
     return app
+
+
+def _add_qyzar_routes(app: FastAPI, limit: str) -> None:
+    """Routes that only make sense when Qyzar is the provider."""
+
+    @app.get("/api/client-token")
+    async def client_token(
+        token: QyzarClientToken = Depends(require_client_token),
+    ) -> dict[str, object]:
+        return {"session_id": token.session_id, "metadata": dict(token.metadata)}
+
+    @app.get("/api/qyzar-limited", dependencies=[Depends(qyzar_rate_limited(limit))])
+    async def qyzar_limited() -> dict[str, bool]:
+        return {"ok": True}
 
 
 app = create_app()

@@ -323,7 +323,9 @@ async def test_load_one_session_hundreds_of_connections_one_upstream_call(
     sessions = [qyzar.fake.create_session() for _ in range(10)]
     qyzar.fake.hang(0.5, times=1)
     with serve(build_app(verifier)) as url:
-        limits = httpx.Limits(max_connections=200, max_keepalive_connections=200)
+        # a fresh connection per request: a loaded machine can keep a connection idle past
+        # uvicorn's keep-alive timeout, and reusing it just as the server closes it would fail
+        limits = httpx.Limits(max_connections=200, max_keepalive_connections=0)
         async with httpx.AsyncClient(base_url=url, limits=limits, timeout=60) as load:
 
             def session_of(index: int) -> FakeQyzarSession:
