@@ -26,11 +26,12 @@ import hashlib
 import json
 import logging
 import secrets
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Final, Protocol
 
-from cryptography.hazmat.primitives.asymmetric import ec, rsa
+from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
+from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
 from jose import jwk as jose_jwk
 from jose.backends import ECKey, RSAKey
 from jose.utils import is_pem_format, is_ssh_key
@@ -122,6 +123,7 @@ class JoseKey:
     _signer: Any = field(default=None, repr=False)
     thumbprint: str = field(default="", repr=False)
     """The RFC 7638 SHA-256 thumbprint of the public key: equal exactly when the keys are."""
+    _check: Callable[[bytes, bytes], bool] = field(default=lambda msg, sig: False, repr=False)
 
     @classmethod
     def from_jwk(cls, jwk: Mapping[str, Any], *, default_alg: str | None = None) -> JoseKey:
@@ -181,6 +183,7 @@ class JoseKey:
             _verifier=built,
             _signer=signer,
             thumbprint=_thumbprint(built.to_dict(), kty),
+            _check=_signature_check(built, kty),
         )
 
     @property
@@ -216,6 +219,55 @@ def _key_algorithm(jwk: Mapping[str, Any], kty: str, default_alg: str | None) ->
     if kty == "oct" and not isinstance(jwk.get("k"), str):
         raise ConfigurationError("oct key needs k")
     return alg
+
+
+def _signature_check(built: Any, kty: str) -> Callable[[bytes, bytes], bool]:
+    """``check(signing_input, signature) -> bool`` calling ``cryptography`` with the prepared key.
+
+    python-jose's ``verify`` builds the padding and hash objects, asks ``hasattr`` twice whether
+    the key is public and (for EC) converts the signature on every call; here all of that is done
+    once per key, and the key was checked against its one algorithm when it was built. HMAC keeps
+    python-jose's constant-time check.
+    """
+    if kty == "RSA":
+        public = built.prepared_key
+        pkcs1 = padding.PKCS1v15()
+        digest = built.hash_alg()
+
+        def check_rsa(message: bytes, signature: bytes) -> bool:
+            try:
+                public.verify(signature, message, pkcs1, digest)
+            except Exception:  # InvalidSignature, or a library error on client bytes
+                return False
+            return True
+
+        return check_rsa
+    if kty == "EC":
+        public = built.prepared_key
+        size = (public.curve.key_size + 7) // 8
+        scheme = ec.ECDSA(built.hash_alg())
+
+        def check_ec(message: bytes, signature: bytes) -> bool:
+            if len(signature) != 2 * size:  # JWS carries r || s, each exactly ``size`` bytes
+                return False
+            der = encode_dss_signature(
+                int.from_bytes(signature[:size], "big"), int.from_bytes(signature[size:], "big")
+            )
+            try:
+                public.verify(der, message, scheme)
+            except Exception:
+                return False
+            return True
+
+        return check_ec
+
+    def check_hmac(message: bytes, signature: bytes) -> bool:
+        try:
+            return built.verify(message, signature) is True
+        except Exception:
+            return False
+
+    return check_hmac
 
 
 _THUMBPRINT_MEMBERS: Final = {"RSA": ("e", "kty", "n"), "EC": ("crv", "kty", "x", "y")}
@@ -422,9 +474,5 @@ def verify_signature(token: SignedToken, key: JoseKey, algorithms: frozenset[str
         raise AuthenticationError(_BAD_ALGORITHM)
     if key.kty == "oct" and not algorithms <= HMAC_ALGORITHMS:
         raise AuthenticationError(_BAD_ALGORITHM)
-    try:
-        valid = key._verifier.verify(token.signing_input, token.signature)
-    except Exception as exc:  # any library failure on client bytes is a bad signature
-        raise AuthenticationError(_BAD_SIGNATURE) from exc
-    if valid is not True:
+    if not key._check(token.signing_input, token.signature):
         raise AuthenticationError(_BAD_SIGNATURE)

@@ -30,13 +30,16 @@ import httpx
 
 from fastapi_authgate._claims import ClaimsPolicy, validate_claims
 from fastapi_authgate._jose import KeySet, check_algorithms, verify_signature
-from fastapi_authgate._jws import parse_compact
+from fastapi_authgate._jws import parse_compact, remember_header
 from fastapi_authgate._redact import fingerprint
-from fastapi_authgate.context import AuthContext, CredentialKind, Credentials
+from fastapi_authgate.context import AuthContext, CredentialKind, Credentials, freeze_claims
 from fastapi_authgate.errors import AuthenticationError, ConfigurationError, ProviderError
 from fastapi_authgate.protocols import Clock, ContextBuilder
 from fastapi_authgate.verifiers.jwks_keys import KeyManager
-from fastapi_authgate.verifiers.jwt_context import DEFAULT_SCOPE_CLAIMS, scope_context_builder
+from fastapi_authgate.verifiers.jwt_context import (
+    DEFAULT_SCOPE_CLAIMS,
+    frozen_scope_context_builder,
+)
 from fastapi_authgate.verifiers.token_cache import TokenCache
 
 __all__ = ["JWKSVerifier"]
@@ -164,11 +167,12 @@ class JWKSVerifier:
         self._build_context = (
             context_builder
             if context_builder is not None
-            else scope_context_builder(provider, scope_claims)
+            else frozen_scope_context_builder(provider, scope_claims)
         )
         if not callable(self._build_context):
             raise ConfigurationError("context_builder must be a callable (claims, credential)")
         self._refetch_on_bad_signature = bool(refetch_on_bad_signature)
+        self._missed: tuple[bytes, bytes] | None = None
         self._cache = TokenCache(token_cache_size) if token_cache_size else None
         self._keys = KeyManager(
             jwks_url=None if static is not None else jwks_url,
@@ -218,18 +222,32 @@ class JWKSVerifier:
         cache = self._cache
         if cache is None:
             return await self._verify_token(token, kind, None)
-        cache_key = cache.key(token, b"bearer" if kind == "bearer" else b"cookie")
-        context = cache.get(cache_key, self._clock())
-        if context is not None:
-            return context
+        raw = token.encode("utf-8", "surrogatepass")
+        missed, self._missed = self._missed, None
+        if kind == "bearer" and missed is not None and missed[0] == raw:
+            cache_key = missed[1]  # the gate's cached_bearer just hashed these bytes and missed
+        else:
+            cache_key = cache.key_of_bytes(raw, b"bearer" if kind == "bearer" else b"cookie")
+            context = cache.get(cache_key, self._clock())
+            if context is not None:
+                return context
         return await self._verify_token(token, kind, cache_key)
 
     def cached_bearer(self, token: bytes) -> AuthContext | None:
-        """The context of a bearer token verified before and still valid (see the protocol)."""
+        """The context of a bearer token verified before and still valid (see the protocol).
+
+        On a miss the digest is kept, with the bytes it is of, for the :meth:`verify` that
+        follows in the same request: a fresh token is hashed once, not twice. The slot holds one
+        token at most and is emptied by that call.
+        """
         cache = self._cache
         if cache is None:
             return None
-        return cache.get(cache.key_of_bytes(token, b"bearer"), self._clock())
+        key = cache.key_of_bytes(token, b"bearer")
+        context = cache.get(key, self._clock())
+        if context is None:
+            self._missed = (token, key)
+        return context
 
     async def _verify_token(
         self, token: str, kind: CredentialKind, cache_key: bytes | None
@@ -247,19 +265,23 @@ class JWKSVerifier:
             if self._token_type is not None and _media_type(header.get("typ")) != self._token_type:
                 raise AuthenticationError("The token type is not accepted")
             kid = header.get("kid")
-            key = await self._keys.key_for(kid, alg)
+            keys = self._keys
+            key = keys.current_key(kid, alg)
+            if key is None:
+                key = await keys.key_for(kid, alg)
             try:
                 verify_signature(unverified, key, self._algorithms)
             except AuthenticationError:
                 if not self._refetch_on_bad_signature:
                     raise
-                fresher = await self._keys.fresher_key(kid, alg, key)
+                fresher = await keys.fresher_key(kid, alg, key)
                 if fresher is None:
                     raise
                 verify_signature(unverified, fresher, self._algorithms)
+            remember_header(unverified)  # authentic now: the next token of this key skips it
             now = self._clock()
             validate_claims(claims, self._policy, now=now)
-            context = self._context(claims, kind)
+            context = self._context(freeze_claims(claims), kind)
         except AuthenticationError as exc:
             logger.debug("%s %s refused: %s", self.provider, fingerprint(token), exc.description)
             raise

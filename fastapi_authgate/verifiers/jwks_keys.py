@@ -89,6 +89,19 @@ class KeyManager:
         self._lock = anyio.Lock()
         self._on_keys_retired = on_keys_retired
 
+    def current_key(self, kid: str | None, alg: str) -> JoseKey | None:
+        """The key for a token header when the held keys are fresh and have it; else ``None``.
+
+        No I/O and no coroutine: the common case of :meth:`key_for`, asked first.
+
+        Raises:
+            AuthenticationError: the ``kid`` is known but not for ``alg`` (as :meth:`key_for`).
+        """
+        keys = self._keys
+        if keys is None or self.clock() >= self._fresh_until:
+            return None
+        return keys.find(kid, alg)
+
     async def key_for(self, kid: str | None, alg: str) -> JoseKey:
         """The key for a token header, fetching or refreshing the JWKS when needed.
 

@@ -30,9 +30,10 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime
+from types import MappingProxyType
 from typing import Any
 
-from fastapi_authgate.context import AuthContext, CredentialKind
+from fastapi_authgate.context import AuthContext, CredentialKind, _is_frozen, freeze_mapping
 from fastapi_authgate.protocols import ContextBuilder
 
 __all__ = [
@@ -40,6 +41,7 @@ __all__ = [
     "claim_expiry",
     "claim_scopes",
     "claim_str",
+    "frozen_scope_context_builder",
     "scope_context_builder",
 ]
 
@@ -86,17 +88,41 @@ def scope_context_builder(
         provider: the name put in :attr:`AuthContext.provider`.
         scope_claims: claims whose values become :attr:`AuthContext.scopes`.
     """
+    build = frozen_scope_context_builder(provider, scope_claims)
+
+    def build_any(claims: Mapping[str, Any], credential: CredentialKind) -> AuthContext:
+        if type(claims) is not MappingProxyType or not _is_frozen(claims):
+            claims = freeze_mapping(claims)
+        return build(claims, credential)
+
+    return build_any
+
+
+def frozen_scope_context_builder(
+    provider: str, scope_claims: Iterable[str] = DEFAULT_SCOPE_CLAIMS
+) -> ContextBuilder:
+    """:func:`scope_context_builder` for claims already deep-frozen (:func:`freeze_claims`).
+
+    What :class:`~fastapi_authgate.verifiers.jwks.JWKSVerifier` uses by default: it freezes the
+    payload it decoded itself, so checking again would only cost time. Never hand it claims that
+    did not come from :func:`~fastapi_authgate.context.freeze_claims`.
+    """
     names = tuple(scope_claims)
+    trusted = AuthContext._from_verified
+    utc = UTC
+    timestamp = datetime.fromtimestamp
 
     def build(claims: Mapping[str, Any], credential: CredentialKind) -> AuthContext:
-        return AuthContext(
-            subject=claims["sub"],
-            provider=provider,
-            credential=credential,
-            scopes=claim_scopes(claims, names),
-            session_id=claim_str(claims, "sid"),
-            claims=claims,
-            expires_at=claim_expiry(claims),
+        sid = claims.get("sid")
+        exp = claims.get("exp")
+        return trusted(
+            claims["sub"],
+            provider,
+            credential,
+            claim_scopes(claims, names),
+            sid if type(sid) is str and sid else None,
+            claims,
+            timestamp(exp, tz=utc) if exp is not None else None,
         )
 
     return build

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import math
+from collections import OrderedDict
 
 from fastapi_authgate.context import AuthContext
 from fastapi_authgate.errors import ConfigurationError
@@ -24,7 +25,10 @@ class TokenCache:
     """Verified tokens by SHA-256 digest, each valid only while ``not_before <= now < expires``.
 
     Bounded: when full, the oldest entry makes room (insertion order; a hit does not reorder, so a
-    hit stays a single dict lookup). Entries are shared between requests, so store only frozen
+    hit stays a single dict lookup). The entries live in an ``OrderedDict`` because dropping the
+    oldest entry of a plain ``dict`` (``next(iter(d))``) walks past every slot deleted since the
+    last resize: with fresh tokens arriving at a full cache that is O(size) per eviction, while
+    ``popitem(last=False)`` is O(1). Entries are shared between requests, so store only frozen
     values such as :class:`AuthContext`. ``max_size`` 0 disables the cache.
     """
 
@@ -34,7 +38,7 @@ class TokenCache:
         if max_size < 0:
             raise ConfigurationError("token cache size must be >= 0")
         self.max_size = max_size
-        self._entries: dict[bytes, tuple[AuthContext, float, float]] = {}
+        self._entries: OrderedDict[bytes, tuple[AuthContext, float, float]] = OrderedDict()
 
     @staticmethod
     def key(token: str, namespace: bytes = b"") -> bytes:
@@ -74,8 +78,8 @@ class TokenCache:
         if self.max_size == 0 or expires_at <= now:
             return
         entries = self._entries
-        if key not in entries and len(entries) >= self.max_size:
-            del entries[next(iter(entries))]
+        if len(entries) >= self.max_size and key not in entries:
+            entries.popitem(last=False)
         entries[key] = (context, not_before, expires_at)
 
     def clear(self) -> None:

@@ -1,0 +1,89 @@
+"""Contexts are frozen all the way down: a cached one cannot be changed by a route (#12: 18)."""
+
+from __future__ import annotations
+
+from types import MappingProxyType
+from typing import Any
+
+import pytest
+from fastapi import Depends, FastAPI
+from fastapi.testclient import TestClient
+
+from fastapi_authgate import AuthContext, AuthGate, User, require_user
+from fastapi_authgate.context import freeze_claims, freeze_mapping
+from fastapi_authgate.providers.dev import DevIssuer
+
+
+def test_nested_values_are_frozen() -> None:
+    context = AuthContext(
+        subject="u",
+        provider="p",
+        credential="bearer",
+        claims={"roles": ["a", ["b"]], "org": {"id": "o", "tags": ["x"]}, "set": {1}},
+        user=User(id="u", metadata={"plan": {"features": ["f"]}}),
+    )
+    roles = context.claims["roles"]
+    assert roles == ("a", ("b",))
+    with pytest.raises(AttributeError):
+        roles.append("admin")
+    with pytest.raises(TypeError):
+        context.claims["org"]["id"] = "other"
+    assert context.claims["org"]["tags"] == ("x",)
+    assert context.claims["set"] == frozenset({1})
+    assert context.user is not None
+    with pytest.raises(TypeError):
+        context.user.metadata["plan"]["features"] = []
+
+
+def test_the_callers_data_is_copied_not_frozen_in_place() -> None:
+    roles = ["a"]
+    claims: dict[str, Any] = {"roles": roles}
+    context = AuthContext(subject="u", provider="p", credential="bearer", claims=claims)
+    roles.append("admin")  # the caller's list changes; the context does not
+    claims["new"] = 1
+    assert context.claims == {"roles": ("a",)}
+
+
+def test_freezing_twice_costs_no_copy() -> None:
+    frozen = freeze_mapping({"roles": ["a"], "n": 1})
+    assert freeze_mapping(frozen) is frozen
+    # a read-only view of a dict that still holds a list is not trusted as frozen
+    shallow = MappingProxyType({"roles": ["a"]})
+    refrozen = freeze_mapping(shallow)
+    assert refrozen is not shallow and refrozen["roles"] == ("a",)
+
+
+def test_freeze_claims_keeps_scalars_and_freezes_the_rest() -> None:
+    claims: dict[str, Any] = {"sub": "u", "exp": 1, "roles": ["a"], "org": {"ids": [1]}}
+    frozen = freeze_claims(claims)
+    assert type(frozen) is MappingProxyType
+    assert frozen == {"sub": "u", "exp": 1, "roles": ("a",), "org": {"ids": (1,)}}
+    assert freeze_mapping(frozen) is frozen
+
+
+def test_a_route_cannot_change_what_later_requests_see() -> None:
+    issuer = DevIssuer()
+    gate = AuthGate(issuer.verifier())
+    app = FastAPI()
+    gate.install(app)
+
+    @app.get("/tamper")
+    async def tamper(auth: AuthContext = Depends(require_user)) -> dict[str, Any]:
+        outcome = "changed"
+        try:
+            auth.claims["roles"].append("admin")
+        except AttributeError:
+            outcome = "refused"
+        try:
+            auth.claims["org"]["role"] = "owner"
+        except TypeError:
+            outcome += "+refused"
+        return {"outcome": outcome, "roles": list(auth.claims["roles"])}
+
+    token = issuer.issue("alice", roles=["reader"], org={"role": "member"})
+    with TestClient(app) as client:
+        headers = {"Authorization": f"Bearer {token}"}
+        first = client.get("/tamper", headers=headers).json()
+        second = client.get("/tamper", headers=headers).json()  # served from the token cache
+    assert first == {"outcome": "refused+refused", "roles": ["reader"]}
+    assert second == first
