@@ -4,8 +4,10 @@
 model because one is built per verified request (or reused from a cache) and validation has already
 happened in the verifier; a dataclass costs a fraction of a model to build. A cached context is
 shared by every request that presents the same token, so it is frozen *all the way down*: claims
-and metadata are read-only mappings whose lists became tuples and whose objects became read-only
-mappings, so no route can change what later requests see (``auth.claims["roles"].append`` fails).
+and metadata are read-only mappings whose nested arrays and objects are read-only too, so no
+route can change what later requests see (``auth.claims["roles"].append`` raises ``TypeError``).
+Arrays and objects become :class:`FrozenList` and :class:`FrozenDict`, which
+still compare equal to lists and dicts and still serialise as JSON.
 
 ``Credentials`` is what a verifier receives: the raw bearer token, cookies and API key found on a
 connection. It is the only object that holds a raw token, and its ``repr`` hides them.
@@ -26,6 +28,8 @@ __all__ = [
     "CredentialKind",
     "Credentials",
     "Decision",
+    "FrozenDict",
+    "FrozenList",
     "User",
     "freeze_claims",
     "freeze_mapping",
@@ -37,14 +41,75 @@ _EMPTY: Mapping[str, Any] = MappingProxyType({})
 _SCALARS: frozenset[type] = frozenset({str, int, float, bool, type(None), bytes})
 
 
+def _read_only(self: Any, *args: Any, **kwargs: Any) -> Any:
+    raise TypeError(f"{type(self).__name__} is read-only: claims and metadata are shared")
+
+
+class FrozenList(list[Any]):
+    """A list that refuses every change: what a JSON array in claims or metadata becomes.
+
+    A ``list`` subclass rather than a tuple, so it still equals the list it was made from and
+    still serialises as a JSON array (``json.dumps``, FastAPI responses); every method or
+    operator that would change it raises ``TypeError``.
+    """
+
+    __slots__ = ()
+
+    def __new__(cls, items: Any = ()) -> FrozenList:
+        self = list.__new__(cls)
+        list.extend(self, items)
+        return self
+
+    def __init__(self, items: Any = ()) -> None:  # the items were set by __new__, once
+        pass
+
+    def __reduce__(self) -> Any:
+        return (FrozenList, (list(self),))
+
+
+class FrozenDict(dict[str, Any]):
+    """A dict that refuses every change: what a JSON object nested in claims or metadata becomes.
+
+    A ``dict`` subclass rather than a ``MappingProxyType``, so it still equals the dict it was
+    made from and ``json.dumps`` takes it; every method or operator that would change it raises
+    ``TypeError``.
+    """
+
+    __slots__ = ()
+
+    def __new__(cls, items: Any = ()) -> FrozenDict:
+        self = dict.__new__(cls)
+        dict.update(self, items)
+        return self
+
+    def __init__(self, items: Any = ()) -> None:
+        pass
+
+    def __reduce__(self) -> Any:
+        return (FrozenDict, (dict(self),))
+
+
+for _name in (
+    "append", "extend", "insert", "remove", "pop", "clear", "sort", "reverse",
+    "__setitem__", "__delitem__", "__iadd__", "__imul__",
+):  # fmt: skip
+    setattr(FrozenList, _name, _read_only)
+for _name in (
+    "__setitem__", "__delitem__", "__ior__", "clear", "pop", "popitem", "setdefault", "update",
+):  # fmt: skip
+    setattr(FrozenDict, _name, _read_only)
+
+
 def _frozen(value: Any) -> Any:
-    """``value`` with every list/set a tuple/frozenset and every mapping a read-only copy."""
+    """``value`` with every list, mapping and set replaced by its read-only counterpart."""
     kind = type(value)
     if kind in _SCALARS:
         return value
     if isinstance(value, Mapping):
-        return MappingProxyType({key: _frozen(item) for key, item in value.items()})
-    if kind is list or kind is tuple:
+        return FrozenDict({key: _frozen(item) for key, item in value.items()})
+    if kind is list or kind is FrozenList:
+        return FrozenList([_frozen(item) for item in value])
+    if kind is tuple:
         return tuple([_frozen(item) for item in value])
     if isinstance(value, set | frozenset):
         return frozenset(value)
@@ -53,9 +118,9 @@ def _frozen(value: Any) -> Any:
 
 def _is_frozen(value: Any) -> bool:
     kind = type(value)
-    if kind is MappingProxyType:
+    if kind is MappingProxyType or kind is FrozenDict:
         items = value.values()
-    elif kind is tuple:
+    elif kind is FrozenList or kind is tuple:
         items = value
     else:
         return kind in _SCALARS or kind is frozenset
@@ -69,14 +134,15 @@ def _is_frozen(value: Any) -> bool:
 def freeze_mapping(data: Mapping[str, Any] | None) -> Mapping[str, Any]:
     """A deep read-only copy of ``data`` (the empty view for ``None``).
 
-    A read-only view that is frozen all the way down already is returned as it is, so freezing
-    twice costs a walk, not a copy.
+    The top level is a ``MappingProxyType``; nested objects become :class:`FrozenDict`, arrays
+    :class:`FrozenList`, sets ``frozenset``. A view that is frozen all the way down already is
+    returned as it is, so freezing twice costs a walk, not a copy.
     """
     if not data:
         return _EMPTY
     if type(data) is MappingProxyType and _is_frozen(data):
         return data
-    return _frozen(data)  # type: ignore[no-any-return]
+    return MappingProxyType({key: _frozen(item) for key, item in data.items()})
 
 
 def freeze_claims(claims: dict[str, Any]) -> Mapping[str, Any]:

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import copy
+import json
+from collections.abc import Callable
 from types import MappingProxyType
 from typing import Any
 
@@ -10,7 +13,7 @@ from fastapi import Depends, FastAPI
 from fastapi.testclient import TestClient
 
 from fastapi_authgate import AuthContext, AuthGate, User, require_user
-from fastapi_authgate.context import freeze_claims, freeze_mapping
+from fastapi_authgate.context import FrozenDict, FrozenList, freeze_claims, freeze_mapping
 from fastapi_authgate.providers.dev import DevIssuer
 
 
@@ -23,16 +26,36 @@ def test_nested_values_are_frozen() -> None:
         user=User(id="u", metadata={"plan": {"features": ["f"]}}),
     )
     roles = context.claims["roles"]
-    assert roles == ("a", ("b",))
-    with pytest.raises(AttributeError):
-        roles.append("admin")
+    assert roles == ["a", ["b"]]  # still equal to the lists it came from
+    changes: list[Callable[[], object]] = [
+        lambda: roles.append("admin"),
+        lambda: roles[1].append("c"),
+        lambda: roles.__setitem__(0, "admin"),
+        lambda: roles.extend(["x"]),
+        lambda: roles.sort(),
+        lambda: context.claims["org"].__setitem__("id", "other"),
+        lambda: context.claims["org"].update(id="other"),
+        lambda: context.claims["org"].pop("id"),
+        lambda: context.claims["org"]["tags"].clear(),
+    ]
+    for change in changes:
+        with pytest.raises(TypeError, match="read-only"):
+            change()
     with pytest.raises(TypeError):
-        context.claims["org"]["id"] = "other"
-    assert context.claims["org"]["tags"] == ("x",)
+        roles += ["x"]
+    assert context.claims["org"] == {"id": "o", "tags": ["x"]}
+    assert json.loads(json.dumps(dict(context.claims), default=sorted)) == {
+        "roles": ["a", ["b"]],
+        "org": {"id": "o", "tags": ["x"]},
+        "set": [1],
+    }
+    assert copy.deepcopy(context.claims["org"]) == {"id": "o", "tags": ["x"]}
     assert context.claims["set"] == frozenset({1})
     assert context.user is not None
     with pytest.raises(TypeError):
         context.user.metadata["plan"]["features"] = []
+    with pytest.raises(TypeError):
+        context.user.metadata["plan"]["features"].append("g")
 
 
 def test_the_callers_data_is_copied_not_frozen_in_place() -> None:
@@ -41,7 +64,7 @@ def test_the_callers_data_is_copied_not_frozen_in_place() -> None:
     context = AuthContext(subject="u", provider="p", credential="bearer", claims=claims)
     roles.append("admin")  # the caller's list changes; the context does not
     claims["new"] = 1
-    assert context.claims == {"roles": ("a",)}
+    assert context.claims == {"roles": ["a"]}
 
 
 def test_freezing_twice_costs_no_copy() -> None:
@@ -50,14 +73,15 @@ def test_freezing_twice_costs_no_copy() -> None:
     # a read-only view of a dict that still holds a list is not trusted as frozen
     shallow = MappingProxyType({"roles": ["a"]})
     refrozen = freeze_mapping(shallow)
-    assert refrozen is not shallow and refrozen["roles"] == ("a",)
+    assert refrozen is not shallow and type(refrozen["roles"]) is FrozenList
 
 
 def test_freeze_claims_keeps_scalars_and_freezes_the_rest() -> None:
     claims: dict[str, Any] = {"sub": "u", "exp": 1, "roles": ["a"], "org": {"ids": [1]}}
     frozen = freeze_claims(claims)
     assert type(frozen) is MappingProxyType
-    assert frozen == {"sub": "u", "exp": 1, "roles": ("a",), "org": {"ids": (1,)}}
+    assert frozen == {"sub": "u", "exp": 1, "roles": ["a"], "org": {"ids": [1]}}
+    assert type(frozen["org"]) is FrozenDict and type(frozen["org"]["ids"]) is FrozenList
     assert freeze_mapping(frozen) is frozen
 
 
@@ -72,7 +96,7 @@ def test_a_route_cannot_change_what_later_requests_see() -> None:
         outcome = "changed"
         try:
             auth.claims["roles"].append("admin")
-        except AttributeError:
+        except TypeError:
             outcome = "refused"
         try:
             auth.claims["org"]["role"] = "owner"

@@ -87,7 +87,7 @@ _TOKEN_TYPES: Final = frozenset({"app_user", "platform"})
 
 
 def _strings(value: Any) -> tuple[str, ...]:
-    if type(value) is list or type(value) is tuple:
+    if isinstance(value, list | tuple):  # FrozenList (deep-frozen claims) is a list
         return tuple(item for item in value if type(item) is str and item)
     return ()
 

@@ -60,7 +60,7 @@ def claim_scopes(claims: Mapping[str, Any], names: Iterable[str]) -> frozenset[s
         value = claims.get(name)
         if type(value) is str:
             scopes.update(value.split())
-        elif type(value) is list or type(value) is tuple:
+        elif isinstance(value, list | tuple):  # a FrozenList once claims are frozen
             scopes.update(item for item in value if type(item) is str and item)
     return frozenset(scopes)
 

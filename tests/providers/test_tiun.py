@@ -122,7 +122,9 @@ async def test_not_authenticated_is_401_invalid_token(
         live.sign_out("u_2")
     elif case == "forged":
         head, payload, signature = token.split(".")
-        token = f"{head}.{payload}.{signature[::-1]}"
+        # change one character in the middle: still canonical base64url, so tiun is asked
+        swapped = "B" if signature[10] == "A" else "A"
+        token = f"{head}.{payload}.{signature[:10]}{swapped}{signature[11:]}"
     elif case == "expired":
         token = live.issue_token("u_2", ttl=-1)
     else:
