@@ -194,7 +194,7 @@ class TiunVerifier:
 
     def cached_bearer(self, token: bytes) -> AuthContext | None:
         """A recent positive answer for exactly these token bytes (see ``CachedBearerLookup``)."""
-        return self.cache.peek(self.cache.key(token))
+        return self.cache.lookup(token)
 
     async def _exchange(self, token: str, not_after: float | None) -> AuthContext:
         client = self._client

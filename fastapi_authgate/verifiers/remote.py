@@ -30,6 +30,7 @@ ASGI servers run FastAPI on asyncio.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import logging
 import math
 import time
@@ -91,6 +92,7 @@ class RemoteVerificationCache:
         self.store = store
         self.store_timeout = store_timeout
         self._namespace = namespace.encode("utf-8")
+        self._key_prefix = self._namespace + b"\0"
         self._clock = clock
         self._local = TokenCache(max_size)
         self._flights: dict[bytes, asyncio.Task[AuthContext]] = {}
@@ -107,6 +109,12 @@ class RemoteVerificationCache:
     def peek(self, key: bytes) -> AuthContext | None:
         """The in-process answer for ``key`` if one is alive; never waits, never calls anyone."""
         return self._local.get(key, self._clock())
+
+    def lookup(self, credential: bytes) -> AuthContext | None:
+        """``peek(key(credential))`` in one step, for a ``cached_bearer`` fast path."""
+        return self._local.get(
+            hashlib.sha256(self._key_prefix + credential).digest(), self._clock()
+        )
 
     async def verify(
         self, key: bytes, call: UpstreamCall, *, not_after: float | None = None

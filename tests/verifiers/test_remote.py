@@ -94,9 +94,11 @@ async def test_keys_are_hashes_scoped_by_namespace() -> None:
     key = live.key(TOKEN)
     assert len(key) == 32 and TOKEN.encode() not in key
     assert key == live.key(TOKEN.encode())
+    assert live.lookup(TOKEN.encode()) is None
     assert key != sandbox.key(TOKEN)
     assert live.key("a") != live.key("a\0")
-    await live.verify(key, Upstream())
+    answer = await live.verify(key, Upstream())
+    assert live.lookup(TOKEN.encode()) is answer and sandbox.lookup(TOKEN.encode()) is None
     assert all(TOKEN.encode() not in k for k in live._local._entries)
     with pytest.raises(ConfigurationError):
         RemoteVerificationCache(namespace="bad\0")
@@ -142,17 +144,28 @@ async def test_a_failure_wakes_every_waiter_and_is_not_cached(error: Exception) 
 
 async def test_a_cancelled_waiter_leaves_the_call_running_for_the_others() -> None:
     cache = RemoteVerificationCache(namespace="t")
-    upstream = Upstream(delay=0.2)
+    release = asyncio.Event()
+    calls = 0
+    answer = context()
+
+    async def upstream() -> AuthContext:  # answers only once the first waiter has been cancelled
+        nonlocal calls
+        calls += 1
+        await release.wait()
+        return answer
+
     key = cache.key(TOKEN)
     quitter = asyncio.ensure_future(cache.verify(key, upstream))
     stayers = [asyncio.ensure_future(cache.verify(key, upstream)) for _ in range(5)]
-    await asyncio.sleep(0.05)
+    await asyncio.sleep(0.01)
     quitter.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await quitter
+    release.set()
     with anyio.fail_after(5):
         results = await asyncio.gather(*stayers)
-    assert quitter.cancelled()
-    assert upstream.calls == 1 and all(r is upstream.answer for r in results)
-    assert cache.peek(key) is upstream.answer
+    assert calls == 1 and all(r is answer for r in results)
+    assert cache.peek(key) is answer
 
 
 async def test_a_waiter_with_its_own_deadline_does_not_cut_the_call_short() -> None:
