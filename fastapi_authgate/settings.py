@@ -57,6 +57,7 @@ class ToriiSettings(BaseModel):
     issuer: str | None = None
     secret_key: SecretStr | None = None
     api_url: str | None = None
+    audience: str | None = None
 
 
 class TiunSettings(BaseModel):

@@ -66,13 +66,12 @@ def test_jwks_provider_from_settings(monkeypatch: pytest.MonkeyPatch) -> None:
     assert gate.dev_issuer is None
 
 
-@pytest.mark.parametrize("provider", ["torii"])
-def test_providers_not_yet_supported_fail_at_startup(
-    monkeypatch: pytest.MonkeyPatch, provider: str
-) -> None:
-    monkeypatch.setenv("AUTHGATE_PROVIDER", provider)
-    with pytest.raises(ConfigurationError, match=f"AUTHGATE_PROVIDER={provider}"):
-        AuthGate.from_settings()
+def test_a_provider_module_that_is_not_installed_fails_at_startup() -> None:
+    from fastapi_authgate.gate import _provider_module
+
+    build = _provider_module("fastapi_authgate.providers.not_there", "not_there")
+    with pytest.raises(ConfigurationError, match="AUTHGATE_PROVIDER=not_there"):
+        build(AuthGateSettings())
 
 
 def test_settings_parse_lists_both_ways(monkeypatch: pytest.MonkeyPatch) -> None:

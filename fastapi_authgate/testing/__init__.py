@@ -12,6 +12,8 @@
   against over real HTTP.
 * :func:`override_user` and :func:`make_context` replace the guards with a fixed identity through
   ``app.dependency_overrides``, so route tests need no token at all.
+* :class:`FakeTorii` is an in-memory torii (issuer with JWKS and key rotation, users and
+  sessions REST API) with failure knobs, to serve on a loopback socket in tests.
 
 Example::
 
@@ -38,6 +40,7 @@ from fastapi_authgate.providers.dev import DEFAULT_DEV_ISSUER, DevIssuer
 from fastapi_authgate.testing.fake_inai import FakeInAI, FakeInAIAccount
 from fastapi_authgate.testing.fake_qyzar import FakeQyzar, FakeQyzarRequest, FakeQyzarSession
 from fastapi_authgate.testing.fake_tiun import FakeTiun, FakeTiunUser
+from fastapi_authgate.testing.fake_torii import FakeTorii
 from fastapi_authgate.testing.server import serve
 
 __all__ = [
@@ -50,6 +53,7 @@ __all__ = [
     "FakeQyzarSession",
     "FakeTiun",
     "FakeTiunUser",
+    "FakeTorii",
     "TokenRequest",
     "TokenResponse",
     "UserOverride",
