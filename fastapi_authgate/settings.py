@@ -58,6 +58,7 @@ class ToriiSettings(BaseModel):
     secret_key: SecretStr | None = None
     api_url: str | None = None
     audience: str | None = None
+    environment_id: str | None = None
 
 
 class TiunSettings(BaseModel):
