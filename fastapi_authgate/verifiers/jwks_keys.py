@@ -35,6 +35,7 @@ import httpx
 
 from fastapi_authgate._http import build_client, fetch_json
 from fastapi_authgate._jose import JoseKey, KeySet
+from fastapi_authgate._redact import redact_url
 from fastapi_authgate.errors import AuthenticationError, ProviderError
 from fastapi_authgate.protocols import Clock
 
@@ -171,7 +172,7 @@ class KeyManager:
                     logger.warning(
                         "JWKS refresh from %s failed; still verifying with %d cached keys "
                         "(stale-if-error), next attempt in %gs",
-                        self.jwks_url or self.issuer,
+                        redact_url(self.jwks_url or self.issuer),
                         len(self._keys),
                         self.error_backoff,
                     )
@@ -186,7 +187,7 @@ class KeyManager:
                 if retired:
                     logger.info(
                         "JWKS from %s retired %d key(s); forgetting tokens verified before",
-                        self.jwks_url or self.issuer,
+                        redact_url(self.jwks_url or self.issuer),
                         len(retired),
                     )
                     self._on_keys_retired()
@@ -211,13 +212,17 @@ class KeyManager:
         try:
             keys = KeySet.from_jwks(data, self.algorithms)
         except ValueError as exc:
-            logger.warning("JWKS fetch from %s failed: %s; answering 503", url, exc)
+            logger.warning("JWKS fetch from %s failed: %s; answering 503", redact_url(url), exc)
             raise ProviderError() from exc
         if not len(keys):
-            logger.warning("JWKS fetch from %s failed: no usable key; answering 503", url)
+            logger.warning(
+                "JWKS fetch from %s failed: no usable key; answering 503", redact_url(url)
+            )
             raise ProviderError()
         ttl = self._ttl(headers.get("cache-control"))
-        logger.info("JWKS fetched from %s: %d keys, cached for %gs", url, len(keys), ttl)
+        logger.info(
+            "JWKS fetched from %s: %d keys, cached for %gs", redact_url(url), len(keys), ttl
+        )
         return keys, ttl
 
     async def _discover(self, client: httpx.AsyncClient) -> str:
@@ -229,13 +234,24 @@ class KeyManager:
         if not isinstance(data, Mapping) or data.get("issuer") != self.issuer:
             logger.warning(
                 "OIDC discovery from %s failed: the document's issuer is not %s; answering 503",
-                url,
-                self.issuer,
+                redact_url(url),
+                redact_url(self.issuer),
             )
             raise ProviderError()
         jwks_uri = data.get("jwks_uri")
         if not isinstance(jwks_uri, str) or not jwks_uri.startswith(("https://", "http://")):
-            logger.warning("OIDC discovery from %s failed: no usable jwks_uri; answering 503", url)
+            logger.warning(
+                "OIDC discovery from %s failed: no usable jwks_uri; answering 503", redact_url(url)
+            )
+            raise ProviderError()
+        if url.startswith("https://") and not jwks_uri.startswith("https://"):
+            # the document came over TLS but points at keys anyone on the path could replace
+            logger.warning(
+                "OIDC discovery from %s failed: jwks_uri %s downgrades to plain http; refusing "
+                "it (set AUTHGATE_JWKS_URL explicitly if this is intended); answering 503",
+                redact_url(url),
+                redact_url(jwks_uri),
+            )
             raise ProviderError()
         self.jwks_url = jwks_uri
         return jwks_uri

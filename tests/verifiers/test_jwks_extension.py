@@ -359,3 +359,76 @@ async def test_rotation_keeping_the_kid_evicts_old_key_tokens_from_the_cache(
     with pytest.raises(AuthenticationError, match="signature is invalid"):
         await verifier.verify(bearer(old_token))
     await verifier.aclose()
+
+
+# ------------------------------------------------- discovery downgrade and URL redaction (#14)
+
+
+def test_redact_url() -> None:
+    from fastapi_authgate._redact import redact_url
+
+    assert (
+        redact_url("https://user:pa55@idp.example:8443/jwks?key=s3cret&v=2#frag")
+        == "https://***@idp.example:8443/jwks?key=***&v=***"
+    )
+    assert redact_url("https://idp.example/jwks.json") == "https://idp.example/jwks.json"
+    assert redact_url(None) == "-"
+
+
+@pytest.mark.anyio
+async def test_jwks_urls_are_logged_redacted(
+    issuer: FakeIssuer,
+    clock: FixedClock,
+    minter: TokenIssuer,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level("DEBUG", logger="fastapi_authgate")
+    port = issuer.base_url.rsplit(":", 1)[1]
+    url = f"http://ops:hunter2@127.0.0.1:{port}/jwks.json?api_key=s3cr3t-query"
+    verifier = make_verifier(issuer, clock, jwks_url=url)
+    assert await verifier.verify(bearer(build_valid_token(minter))) is not None
+    issuer.mode = "no_keys"
+    clock.advance(301)
+    assert await verifier.verify(bearer(build_valid_token(minter, sub="later"))) is not None
+    assert "JWKS fetched from" in caplog.text and "JWKS fetch from" in caplog.text
+    for secret in ("hunter2", "ops:", "s3cr3t-query"):
+        assert secret not in caplog.text
+    assert f"http://***@127.0.0.1:{port}/jwks.json?api_key=***" in caplog.text
+    await verifier.aclose()
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize(
+    ("jwks_uri", "accepted"),
+    [("https://login.example/jwks.json", True), ("http://login.example/jwks.json", False)],
+)
+async def test_discovered_jwks_uri_may_not_downgrade_to_http(
+    clock: FixedClock, jwks_uri: str, accepted: bool, caplog: pytest.LogCaptureFixture
+) -> None:
+    # TLS on loopback is more than this needs: a MockTransport plays the https issuer
+    import httpx
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        if request.url.path == "/.well-known/openid-configuration":
+            return httpx.Response(
+                200, json={"issuer": "https://login.example", "jwks_uri": jwks_uri}
+            )
+        return httpx.Response(200, json={"keys": [public_jwk(private_jwk("RS256", RSA_KID))]})
+
+    client = httpx.AsyncClient(transport=httpx.MockTransport(answer))
+    minter = TokenIssuer(iss="https://login.example", audience=AUDIENCE, clock=clock)
+    verifier = JWKSVerifier(
+        issuer="https://login.example",
+        discovery=True,
+        audience=AUDIENCE,
+        clock=clock,
+        http_client=client,
+    )
+    token = build_valid_token(minter)
+    if accepted:
+        assert await verifier.verify(bearer(token)) is not None
+    else:
+        with pytest.raises(ProviderError):
+            await verifier.verify(bearer(token))
+        assert "downgrades to plain http" in caplog.text
+    await client.aclose()
