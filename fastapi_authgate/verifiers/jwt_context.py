@@ -50,19 +50,30 @@ DEFAULT_SCOPE_CLAIMS: tuple[str, ...] = ("scope", "scp", "permissions")
 ``permissions``."""
 
 
+_NO_SCOPES: frozenset[str] = frozenset()
+
+
 def claim_scopes(claims: Mapping[str, Any], names: Iterable[str]) -> frozenset[str]:
     """The scopes granted by the claims ``names``: a space-separated string or a list of strings.
 
     Non-string list items and empty strings are ignored; a claim of any other type grants nothing.
     """
-    scopes: set[str] = set()
+    found: list[str] | None = None
     for name in names:
         value = claims.get(name)
+        if value is None:
+            continue
         if type(value) is str:
-            scopes.update(value.split())
+            items = value.split()
         elif isinstance(value, list | tuple):  # a FrozenList once claims are frozen
-            scopes.update(item for item in value if type(item) is str and item)
-    return frozenset(scopes)
+            items = [item for item in value if type(item) is str and item]
+        else:
+            continue
+        if found is None:
+            found = items
+        else:
+            found.extend(items)
+    return frozenset(found) if found else _NO_SCOPES
 
 
 def claim_str(claims: Mapping[str, Any], name: str) -> str | None:
