@@ -52,6 +52,7 @@ from starlette.types import Scope
 from fastapi_authgate.client_ip import ClientIPResolver
 from fastapi_authgate.context import AuthContext, Decision
 from fastapi_authgate.errors import (
+    AuthGateError,
     ConfigurationError,
     NotAuthenticatedError,
     ProviderError,
@@ -71,6 +72,7 @@ from fastapi_authgate.ratelimit.hooks import (
 )
 from fastapi_authgate.ratelimit.limiter import RateLimiter
 from fastapi_authgate.ratelimit.rules import Rate, parse_rule
+from fastapi_authgate.responses import for_scope
 
 __all__ = [
     "CountMode",
@@ -299,47 +301,52 @@ def rate_limited(
             raise HTTPException(
                 503, "Rate limiting is not configured", headers={"Retry-After": "5"}
             )
-        limiter = gate.limiter
-        seen = last
-        if fixed is not None:
-            base, ip_base, label = fixed
-        elif seen is not None and seen[0] is scope.get("route"):
-            base, ip_base, label = seen[1]
-        else:
-            base, ip_base, label = namespace_of(scope)
-        if by_ip:
-            full_key = ip_base + gate.client_ip.key(request)
-        else:
-            full_key = base + await key_of(gate, request)
-        is_http = scope["type"] == "http"
-        if limiter.in_process:  # the memory store: no deadline, no coroutine
-            decisions = limiter.check_now(full_key, rates)
-        else:
-            decisions = await limiter.check(full_key, rates)
-        if not decisions:
-            return  # the store failed open
-        allowed = decisions[0].allowed if len(decisions) == 1 else _all_allowed(decisions)
-        if not allowed:
-            limiter.record_refusal(label, shadow=shadow)
-            if not shadow:
-                if not is_http:
-                    raise WebSocketException(WS_TRY_AGAIN_LATER, "Too many requests")
-                headers = rate_limit_headers(decisions)
-                raise RateLimitExceeded(retry_after=retry_after_seconds(decisions), headers=headers)
-        elif is_http and not shadow:
-            response.raw_headers.extend(headers_of.allowed(decisions))  # no MutableHeaders view
-        if failure_test is not None and is_http:
-            hooks = cast("list[ResponseHook] | None", scope.get(RESPONSE_HOOKS_KEY))
-            if hooks is None:
-                if not warned_no_hooks:
-                    warned_no_hooks = True
-                    logger.warning(
-                        "rate_limited(%r, count=failures) charges every request: "
-                        "ResponseHooksMiddleware is not installed (AuthGate.install adds it)",
-                        rule,
+        try:
+            limiter = gate.limiter
+            seen = last
+            if fixed is not None:
+                base, ip_base, label = fixed
+            elif seen is not None and seen[0] is scope.get("route"):
+                base, ip_base, label = seen[1]
+            else:
+                base, ip_base, label = namespace_of(scope)
+            if by_ip:
+                full_key = ip_base + gate.client_ip.key(request)
+            else:
+                full_key = base + await key_of(gate, request)
+            is_http = scope["type"] == "http"
+            if limiter.in_process:  # the memory store: no deadline, no coroutine
+                decisions = limiter.check_now(full_key, rates)
+            else:
+                decisions = await limiter.check(full_key, rates)
+            if not decisions:
+                return  # the store failed open
+            allowed = decisions[0].allowed if len(decisions) == 1 else _all_allowed(decisions)
+            if not allowed:
+                limiter.record_refusal(label, shadow=shadow)
+                if not shadow:
+                    if not is_http:
+                        raise WebSocketException(WS_TRY_AGAIN_LATER, "Too many requests")
+                    headers = rate_limit_headers(decisions)
+                    raise RateLimitExceeded(
+                        retry_after=retry_after_seconds(decisions), headers=headers
                     )
-                return
-            hooks.append(_refund_unless_failure(limiter, full_key, rates, failure_test))
+            elif is_http and not shadow:
+                response.raw_headers.extend(headers_of.allowed(decisions))  # no MutableHeaders view
+            if failure_test is not None and is_http:
+                hooks = cast("list[ResponseHook] | None", scope.get(RESPONSE_HOOKS_KEY))
+                if hooks is None:
+                    if not warned_no_hooks:
+                        warned_no_hooks = True
+                        logger.warning(
+                            "rate_limited(%r, count=failures) charges every request: "
+                            "ResponseHooksMiddleware is not installed (AuthGate.install adds it)",
+                            rule,
+                        )
+                    return
+                hooks.append(_refund_unless_failure(limiter, full_key, rates, failure_test))
+        except AuthGateError as exc:  # a mounted sub-app may have no handler for ours: no 500
+            raise for_scope(exc, scope, realm=getattr(gate, "realm", "api")) from None
 
     rate_limit.__qualname__ = rate_limit.__name__ = f"rate_limited({rule!r})"
     return rate_limit

@@ -16,16 +16,14 @@ answering HTTP.
 # and ``security_scopes`` as query parameters.
 import logging
 
-from fastapi.exceptions import HTTPException
 from fastapi.openapi.models import HTTPBearer as HTTPBearerModel
 from fastapi.security import SecurityScopes
 from fastapi.security.base import SecurityBase
-from starlette.exceptions import WebSocketException
 from starlette.requests import HTTPConnection
 
 from fastapi_authgate._rate_dependency import rate_limited
 from fastapi_authgate.context import AuthContext
-from fastapi_authgate.errors import AuthGateError, ConfigurationError
+from fastapi_authgate.errors import AuthGateError, ConfigurationError, ProviderError
 from fastapi_authgate.gate import (
     BEARER_SCHEME_NAME,
     GUARD_MODES,
@@ -34,7 +32,7 @@ from fastapi_authgate.gate import (
     check_access,
     installed_gate,
 )
-from fastapi_authgate.responses import websocket_close
+from fastapi_authgate.responses import for_scope
 
 __all__ = ["AuthDependency", "optional_user", "rate_limited", "require_session", "require_user"]
 
@@ -82,8 +80,8 @@ class AuthDependency(SecurityBase):
     async def __call__(
         self, request: HTTPConnection, security_scopes: SecurityScopes
     ) -> AuthContext | None:
+        gate = self.gate or installed_gate(request.scope)
         try:
-            gate = self.gate or installed_gate(request.scope)
             if gate is None:
                 raise ConfigurationError(
                     "no AuthGate is installed on this app: call gate.install(app) at startup"
@@ -94,20 +92,16 @@ class AuthDependency(SecurityBase):
             check_access(context, self.mode, security_scopes.scopes)
             return context
         except AuthGateError as exc:
-            raise _for_connection(request, exc) from None
+            realm = gate.realm if gate is not None else "api"
+            raise _for_connection(request, exc, realm) from None
 
 
-def _for_connection(request: HTTPConnection, exc: AuthGateError) -> Exception:
+def _for_connection(request: HTTPConnection, exc: AuthGateError, realm: str) -> Exception:
     """Websockets close with a code; a missing gate answers 503 even without our handler."""
-    if request.scope["type"] == "websocket":
-        code, reason = websocket_close(exc)
-        return WebSocketException(code=code, reason=reason)
     if isinstance(exc, ConfigurationError):
         logger.error("%s; answering 503", exc.description)
-        return HTTPException(
-            503, detail="Authentication is not configured", headers={"Retry-After": "5"}
-        )
-    return exc
+        exc = ProviderError("Authentication is not configured")
+    return for_scope(exc, request.scope, realm=realm)
 
 
 require_user = AuthDependency("user")

@@ -21,8 +21,10 @@ from __future__ import annotations
 import json
 from typing import Final
 
+from starlette.exceptions import HTTPException, WebSocketException
 from starlette.responses import Response
 from starlette.status import WS_1008_POLICY_VIOLATION, WS_1013_TRY_AGAIN_LATER
+from starlette.types import Scope
 
 from fastapi_authgate.errors import (
     AuthenticationError,
@@ -33,7 +35,9 @@ from fastapi_authgate.errors import (
     RateLimitExceeded,
 )
 
-__all__ = ["bearer_challenge", "error_response", "status_for", "websocket_close"]
+__all__ = ["bearer_challenge", "error_response", "for_scope", "status_for", "websocket_close"]
+
+_HANDLERS_KEY = "starlette.exception_handlers"
 
 _SCOPE_TOKEN_SAFE: Final = frozenset(
     "!#$%&'()*+,-./0123456789:;<=>?@ABCDEFGHIJKLMNOPQRSTUVWXYZ[]^_`abcdefghijklmnopqrstuvwxyz{|}~"
@@ -117,3 +121,28 @@ def websocket_close(exc: AuthGateError) -> tuple[int, str]:
     if isinstance(exc, RateLimitExceeded | ProviderError):
         return WS_1013_TRY_AGAIN_LATER, exc.error
     return WS_1008_POLICY_VIOLATION, exc.error
+
+
+def for_scope(exc: AuthGateError, scope: Scope, *, realm: str) -> Exception:
+    """What a dependency raises for ``exc`` so that the app serving ``scope`` answers it right.
+
+    On a WebSocket: a ``WebSocketException`` with the close code. Over HTTP: ``exc`` itself when
+    the app's exception handlers cover it (``AuthGate.install`` registers one for the whole tree,
+    giving the ``{"detail", "error"}`` body), else a Starlette ``HTTPException`` with the same
+    status and headers. The second case is a sub-application mounted under the app that holds
+    the gate: Starlette hands the sub-app's own handlers to its routes, and with none for our
+    errors they would end as a 500. ``HTTPException`` is handled by every Starlette app, so the
+    client still gets the right 401/403/429/503, its challenge and ``Retry-After``.
+    """
+    if scope["type"] == "websocket":
+        code, reason = websocket_close(exc)
+        return WebSocketException(code=code, reason=reason)
+    handlers = scope.get(_HANDLERS_KEY)
+    if handlers:
+        table = handlers[0]
+        for cls in type(exc).__mro__:
+            if cls in table:
+                return exc
+            if cls is AuthGateError:
+                break
+    return HTTPException(status_for(exc), detail=exc.description, headers=_headers_for(exc, realm))
