@@ -103,6 +103,9 @@ class AuthGate:
             lookup if callable(lookup) else None
         )
         self.realm = realm
+        names = getattr(verifier, "cookie_names", None)
+        self._cookie_names: frozenset[str] | None = None if names is None else frozenset(names)
+        self._unique_cookies = frozenset((session_cookie,))
         self.limiter = limiter if limiter is not None else RateLimiter()
         self.client_ip = ClientIPResolver(trusted_proxies)
         self.session_cookie = session_cookie
@@ -175,7 +178,9 @@ class AuthGate:
             if token is not None:
                 context = lookup(token)
         if context is None:
-            credentials = read_credentials(conn)
+            credentials = read_credentials(
+                conn, cookie_names=self._cookie_names, unique_cookies=self._unique_cookies
+            )
             if credentials is None:
                 scope[VERIFIED_KEY] = (self, None)
                 return None

@@ -7,7 +7,7 @@ that holds no resources needs only ``verify``.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Collection, Mapping, Sequence
 from typing import Any, Protocol
 
 from starlette.requests import HTTPConnection
@@ -17,6 +17,7 @@ from fastapi_authgate.context import AuthContext, CredentialKind, Credentials, D
 __all__ = [
     "CachedBearerLookup",
     "Clock",
+    "CookieReader",
     "ContextBuilder",
     "EventSink",
     "InProcessStore",
@@ -51,6 +52,18 @@ class Verifier(Protocol):
     provider: str
 
     async def verify(self, credentials: Credentials) -> AuthContext | None: ...
+
+
+class CookieReader(Protocol):
+    """Optional verifier capability: name the cookies it reads, so the gate reads only those.
+
+    ``cookie_names`` lists every cookie ``verify`` may look at (empty: none). The gate then hands
+    the verifier exactly these cookies, each required to appear once (a duplicate is a 401), and
+    a request whose other cookies are large or odd is not refused for them. A verifier without the
+    attribute gets every cookie, with only the gate's ``session_cookie`` held to the rule.
+    """
+
+    cookie_names: Collection[str]
 
 
 class CachedBearerLookup(Protocol):

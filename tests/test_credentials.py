@@ -60,9 +60,19 @@ def test_malformed_bearer_is_an_authentication_error(value: str) -> None:
         parse_bearer(value)
 
 
-def test_huge_cookie_header_is_refused() -> None:
+def test_a_huge_cookie_of_ours_is_refused_and_a_huge_other_one_ignored() -> None:
+    huge = conn((b"cookie", b"authgate_session=" + b"x" * 20000))
     with pytest.raises(AuthenticationError):
-        read_credentials(conn((b"cookie", b"a=" + b"x" * 20000)))
+        read_credentials(huge, cookie_names=("authgate_session",))
+    with pytest.raises(AuthenticationError):
+        read_credentials(huge, unique_cookies=("authgate_session",))
+    other = conn((b"cookie", b"a=" + b"x" * 20000))
+    assert read_credentials(other, cookie_names=("authgate_session",)) is None
+
+
+def test_no_cookies_are_read_next_to_a_bearer() -> None:
+    creds = read_credentials(conn((b"cookie", b"s=1; s=2"), (b"authorization", b"Bearer t")))
+    assert creds is not None and creds.bearer == "t" and not creds.cookies
 
 
 @given(st.binary(max_size=300), st.binary(max_size=300))

@@ -26,6 +26,14 @@ class ChainVerifier:
         self.verifiers: tuple[Verifier, ...] = tuple(verifiers)
         if not self.verifiers:
             raise ConfigurationError("ChainVerifier needs at least one verifier")
+        self.cookie_names: frozenset[str] | None = frozenset()
+        """Every child's cookies; ``None`` (read them all) when a child does not say."""
+        for verifier in self.verifiers:
+            names = getattr(verifier, "cookie_names", None)
+            if names is None:
+                self.cookie_names = None
+                break
+            self.cookie_names |= frozenset(names)
         self._lookups: tuple[Callable[[bytes], AuthContext | None], ...] = tuple(
             lookup
             for lookup in (getattr(v, "cached_bearer", None) for v in self.verifiers)

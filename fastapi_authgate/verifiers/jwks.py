@@ -162,6 +162,8 @@ class JWKSVerifier:
                 "refetch_cooldown must be >= 0, fetch_deadline > 0, max_token_bytes >= 256"
             )
         self._session_cookie = session_cookie
+        self.cookie_names: tuple[str, ...] = (session_cookie,) if session_cookie else ()
+        """The only cookie :meth:`verify` reads (``CookieReader``): the gate parses no other."""
         self._clock = clock
         self._max_token_bytes = max_token_bytes
         self._build_context = (
