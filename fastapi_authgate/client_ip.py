@@ -223,6 +223,14 @@ class ClientIPResolver:
             address.version == network.version and address in network for network in self._networks
         )
 
+    def trusts_peer(self, scope: Scope) -> bool:
+        """True when the socket peer of ``scope`` is one of the trusted proxies."""
+        if not self._singles and not self._networks:
+            return False
+        client = scope.get("client")
+        address = _parse_ip(client[0]) if client else None
+        return address is not None and self.is_trusted(address)
+
     def resolve(self, conn: HTTPConnection) -> str:
         """The caller's IP address as normalised text (the peer's own text when it is no IP)."""
         return self.resolve_scope(conn.scope)

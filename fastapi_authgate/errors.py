@@ -11,6 +11,7 @@ echoes attacker input (no ``kid``, no token text).
     ├── AuthenticationError         401  invalid_token
     │   └── NotAuthenticatedError   401  not_authenticated (no credential at all, RFC 6750 3.1)
     ├── AuthorizationError          403  insufficient_scope
+    ├── CrossOriginError            403  cross_origin_request (CSRF check of cookie sessions)
     ├── RateLimitExceeded           429  rate_limited (carries retry_after)
     ├── ProviderError               503  provider_unavailable (wraps the cause, carries retry_after)
     │   └── ProviderResponseError   503  a REST answer we refuse (status, code, body)
@@ -26,6 +27,7 @@ __all__ = [
     "AuthenticationError",
     "AuthorizationError",
     "ConfigurationError",
+    "CrossOriginError",
     "NotAuthenticatedError",
     "ProviderError",
     "ProviderResponseError",
@@ -67,6 +69,13 @@ class AuthorizationError(AuthGateError):
     def __init__(self, description: str | None = None, *, required: Iterable[str] = ()) -> None:
         super().__init__(description)
         self.required: tuple[str, ...] = tuple(required)
+
+
+class CrossOriginError(AuthGateError):
+    """A cookie-authenticated unsafe request or WebSocket handshake came from another site."""
+
+    error = "cross_origin_request"
+    default_description = "Cross-site request refused for a cookie session"
 
 
 class RateLimitExceeded(AuthGateError):

@@ -31,6 +31,7 @@ from fastapi_authgate.errors import (
     ConfigurationError,
     NotAuthenticatedError,
 )
+from fastapi_authgate.origins import OriginPolicy
 from fastapi_authgate.protocols import Verifier
 from fastapi_authgate.ratelimit.hooks import ResponseHooksMiddleware
 from fastapi_authgate.ratelimit.limiter import RateLimiter
@@ -88,6 +89,7 @@ class AuthGate:
         trusted_proxies: Iterable[str] = (),
         session_cookie: str = "authgate_session",
         dev_issuer: DevIssuer | None = None,
+        allowed_origins: Iterable[str] = (),
     ) -> None:
         if isinstance(verifier, Sequence):
             verifier = ChainVerifier(verifier)
@@ -108,6 +110,7 @@ class AuthGate:
         self._unique_cookies = frozenset((session_cookie,))
         self.limiter = limiter if limiter is not None else RateLimiter()
         self.client_ip = ClientIPResolver(trusted_proxies)
+        self.origins = OriginPolicy(allowed_origins, trusts_peer=self.client_ip.trusts_peer)
         self.session_cookie = session_cookie
         self.dev_issuer = dev_issuer
 
@@ -144,6 +147,7 @@ class AuthGate:
             trusted_proxies=settings.trusted_proxies,
             session_cookie=settings.session_cookie,
             dev_issuer=dev_issuer,
+            allowed_origins=settings.allowed_origins,
         )
 
     @staticmethod
@@ -190,6 +194,8 @@ class AuthGate:
                     raise AuthenticationError("The credential was not recognised")
                 scope[VERIFIED_KEY] = (self, None)
                 return None
+        if context.credential == "cookie" and OriginPolicy.applies(scope):
+            self.origins.check(scope)  # CSRF and cross-site WebSockets: see origins.py
         scope[VERIFIED_KEY] = (self, context)
         state = scope.get("state")
         if state is None:

@@ -6,6 +6,7 @@ error                  status  headers
 NotAuthenticatedError  401     ``WWW-Authenticate: Bearer realm="api"`` (RFC 6750 3.1: no code)
 AuthenticationError    401     ``WWW-Authenticate: Bearer realm=..., error="invalid_token", ...``
 AuthorizationError     403     ``WWW-Authenticate: Bearer ..., error="insufficient_scope"``
+CrossOriginError       403     none: the credential is fine, the page that sent it is not ours
 RateLimitExceeded      429     ``Retry-After`` plus the rate-limit headers the limiter computed
 ProviderError          503     ``Retry-After``
 anything else          500     never produced for client input; only a bug gets here
@@ -30,6 +31,7 @@ from fastapi_authgate.errors import (
     AuthenticationError,
     AuthGateError,
     AuthorizationError,
+    CrossOriginError,
     NotAuthenticatedError,
     ProviderError,
     RateLimitExceeded,
@@ -72,7 +74,7 @@ def status_for(exc: AuthGateError) -> int:
     """The HTTP status of an error; the only mapping in the package."""
     if isinstance(exc, AuthenticationError):
         return 401
-    if isinstance(exc, AuthorizationError):
+    if isinstance(exc, AuthorizationError | CrossOriginError):
         return 403
     if isinstance(exc, RateLimitExceeded):
         return 429

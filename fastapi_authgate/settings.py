@@ -110,6 +110,7 @@ class AuthGateSettings(BaseSettings):
 
     redis_url: SecretStr | None = None
     trusted_proxies: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    allowed_origins: Annotated[list[str], NoDecode] = Field(default_factory=list)
     rate_limit_failure_mode: Literal["open", "closed"] = "open"
     rate_limit_store_timeout_seconds: float = Field(default=0.05, gt=0, le=10)
 
@@ -118,9 +119,9 @@ class AuthGateSettings(BaseSettings):
     tiun: TiunSettings = Field(default_factory=TiunSettings)
     inai: InaiSettings = Field(default_factory=InaiSettings)
 
-    _split_lists = field_validator("audience", "algorithms", "trusted_proxies", mode="before")(
-        split_list
-    )
+    _split_lists = field_validator(
+        "audience", "algorithms", "trusted_proxies", "allowed_origins", mode="before"
+    )(split_list)
 
     @field_validator("realm")
     @classmethod

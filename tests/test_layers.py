@@ -22,6 +22,7 @@ LAYERS: dict[str, int] = {
     "credentials": 2,
     "client_ip": 2,
     "responses": 2,
+    "origins": 2,
     "verifiers": 3,
     "ratelimit": 3,
     "reporting": 3,
