@@ -34,6 +34,8 @@ import logging
 import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from datetime import UTC, datetime
+from types import MappingProxyType
 from typing import Any, Final
 
 import httpx
@@ -55,7 +57,7 @@ from fastapi_authgate.providers.inai_models import (
 )
 from fastapi_authgate.settings import AuthGateSettings
 from fastapi_authgate.verifiers.jwks import JWKSVerifier
-from fastapi_authgate.verifiers.jwt_context import claim_expiry, claim_scopes, claim_str
+from fastapi_authgate.verifiers.jwt_context import claim_str
 
 __all__ = [
     "DEFAULT_API_URL",
@@ -103,23 +105,31 @@ def inai_context_builder(token_types: Iterable[str] = ("app_user",)) -> ContextB
         raise ConfigurationError("InAI token_types must be a subset of app_user, platform")
 
     def build(claims: Mapping[str, Any], credential: CredentialKind) -> AuthContext:
-        kind = claims.get("type")
+        # Runs once per freshly verified token, so it reads each claim once and hands read-only
+        # views straight to the dataclasses (a MappingProxyType is not copied again).
+        get = claims.get
+        kind = get("type")
         if type(kind) is not str or kind not in accepted:
             raise AuthenticationError("The token type is not accepted")
-        metadata = {
-            name: value
-            for name in ("org_id", "org_role", "type")
-            if (value := claim_str(claims, name)) is not None
-        }
+        metadata: dict[str, str] = {"type": kind}
+        org_id, org_role, email = get("org_id"), get("org_role"), get("email")
+        if type(org_id) is str and org_id:
+            metadata["org_id"] = org_id
+        if type(org_role) is str and org_role:
+            metadata["org_role"] = org_role
         subject: str = claims["sub"]
         return AuthContext(
             subject=subject,
             provider=PROVIDER,
             credential=credential,
-            scopes=claim_scopes(claims, ("roles", "permissions")),
+            scopes=frozenset(_strings(get("roles")) + _strings(get("permissions"))),
             claims=claims,
-            expires_at=claim_expiry(claims),
-            user=User(id=subject, email=claim_str(claims, "email"), metadata=metadata),
+            expires_at=datetime.fromtimestamp(claims["exp"], tz=UTC),
+            user=User(
+                id=subject,
+                email=email if type(email) is str and email else None,
+                metadata=MappingProxyType(metadata),
+            ),
         )
 
     return build
