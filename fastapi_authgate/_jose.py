@@ -2,7 +2,9 @@
 
 python-jose's ``jwt.decode`` accepts any algorithm unless told otherwise, re-parses the token on
 every call and builds a key object per call. This module uses python-jose only for what it does
-well (turning a JWK into a ``cryptography`` key and running the signature primitive); parsing
+well (turning a JWK into a ``cryptography`` key); the signature is then checked by calling
+``cryptography`` with that prepared key (:mod:`fastapi_authgate._keycheck`, set up once per key,
+so a fresh token pays no per-call wrapper), HMAC excepted, which keeps python-jose's check; parsing
 lives in :mod:`fastapi_authgate._jws` and claim checks in :mod:`fastapi_authgate._claims`, which
 need no python-jose at all. Here:
 
@@ -22,7 +24,6 @@ the token or its ``kid``.
 from __future__ import annotations
 
 import base64
-import hashlib
 import json
 import logging
 import secrets
@@ -30,12 +31,12 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Final, Protocol
 
-from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
-from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from jose import jwk as jose_jwk
 from jose.backends import ECKey, RSAKey
 from jose.utils import is_pem_format, is_ssh_key
 
+from fastapi_authgate._keycheck import signature_check, thumbprint
 from fastapi_authgate.errors import AuthenticationError, ConfigurationError
 
 __all__ = [
@@ -182,8 +183,10 @@ class JoseKey:
             kty=kty,
             _verifier=built,
             _signer=signer,
-            thumbprint=_thumbprint(built.to_dict(), kty),
-            _check=_signature_check(built, kty),
+            thumbprint=thumbprint(built.to_dict(), kty),
+            _check=signature_check(
+                built.prepared_key, kty, getattr(built, "hash_alg", None), built.verify
+            ),
         )
 
     @property
@@ -219,74 +222,6 @@ def _key_algorithm(jwk: Mapping[str, Any], kty: str, default_alg: str | None) ->
     if kty == "oct" and not isinstance(jwk.get("k"), str):
         raise ConfigurationError("oct key needs k")
     return alg
-
-
-def _signature_check(built: Any, kty: str) -> Callable[[bytes, bytes], bool]:
-    """``check(signing_input, signature) -> bool`` calling ``cryptography`` with the prepared key.
-
-    python-jose's ``verify`` builds the padding and hash objects, asks ``hasattr`` twice whether
-    the key is public and (for EC) converts the signature on every call; here all of that is done
-    once per key, and the key was checked against its one algorithm when it was built. HMAC keeps
-    python-jose's constant-time check.
-    """
-    if kty == "RSA":
-        public = built.prepared_key
-        pkcs1 = padding.PKCS1v15()
-        digest = built.hash_alg()
-
-        def check_rsa(message: bytes, signature: bytes) -> bool:
-            try:
-                public.verify(signature, message, pkcs1, digest)
-            except Exception:  # InvalidSignature, or a library error on client bytes
-                return False
-            return True
-
-        return check_rsa
-    if kty == "EC":
-        public = built.prepared_key
-        size = (public.curve.key_size + 7) // 8
-        scheme = ec.ECDSA(built.hash_alg())
-
-        def check_ec(message: bytes, signature: bytes) -> bool:
-            if len(signature) != 2 * size:  # JWS carries r || s, each exactly ``size`` bytes
-                return False
-            der = encode_dss_signature(
-                int.from_bytes(signature[:size], "big"), int.from_bytes(signature[size:], "big")
-            )
-            try:
-                public.verify(der, message, scheme)
-            except Exception:
-                return False
-            return True
-
-        return check_ec
-
-    def check_hmac(message: bytes, signature: bytes) -> bool:
-        try:
-            return built.verify(message, signature) is True
-        except Exception:
-            return False
-
-    return check_hmac
-
-
-_THUMBPRINT_MEMBERS: Final = {"RSA": ("e", "kty", "n"), "EC": ("crv", "kty", "x", "y")}
-
-
-def _thumbprint(public: Mapping[str, Any], kty: str) -> str:
-    """RFC 7638: SHA-256 over the required public members, sorted, without whitespace.
-
-    ``public`` is the library's own export of the built key, so two spellings of one key (say a
-    modulus with a leading zero byte) give one thumbprint. An ``oct`` key's members are secret,
-    so its thumbprint is taken over a digest of ``k``, never ``k`` itself.
-    """
-    if kty == "oct":
-        members = {"k": _b64encode(hashlib.sha256(str(public["k"]).encode()).digest()), "kty": kty}
-    else:
-        members = {name: public[name] for name in _THUMBPRINT_MEMBERS[kty]}
-        members["kty"] = kty
-    text = json.dumps(members, separators=(",", ":"), sort_keys=True)
-    return _b64encode(hashlib.sha256(text.encode("utf-8")).digest())
 
 
 def _check_rsa(prepared: Any) -> None:

@@ -15,6 +15,7 @@ LAYERS: dict[str, int] = {
     "protocols": 1,
     "settings": 1,
     "_redact": 1,
+    "_keycheck": 1,
     "_jose": 2,
     "_jws": 2,
     "_claims": 2,
