@@ -372,3 +372,40 @@ async def test_example_app_switches_to_inai(
     async with InAIAuthClient(publishable_key="pk_test_fakeinai00000000", api_url=base_url) as c:
         fake.add_account("demo@example.com", "pw-123456")
         assert (await c.login("demo@example.com", "pw-123456")) is not None
+
+
+def kid_of(token: str) -> str:
+    return str(pyjwt.get_unverified_header(token)["kid"])
+
+
+@pytest.mark.anyio
+async def test_rotation_to_a_new_kid_while_the_old_key_is_still_published(
+    fake: FakeInAI, verifier: JWKSVerifier, clock: FixedClock
+) -> None:
+    before = fake.issue("u_old")
+    assert await verifier.verify(bearer(before)) is not None
+    clock.advance(31)
+    new_kid = fake.rotate_keys(keep_old=True)
+    after = fake.issue("u_new")
+    assert kid_of(after) == new_kid != kid_of(before)
+    assert await verifier.verify(bearer(after)) is not None  # unknown kid: one refetch
+    assert fake.jwks_fetches == 2
+    assert await verifier.verify(bearer(before)) is not None  # the old key is still published
+    assert await verifier.verify(bearer(fake.issue("u_again"))) is not None
+    assert fake.jwks_fetches == 2
+
+
+@pytest.mark.anyio
+async def test_a_failure_for_a_number_of_times_then_recovery(
+    fake: FakeInAI, base_url: str, clock: FixedClock
+) -> None:
+    fake.fail("GET /.well-known/jwks.json", 502, times=1)
+    token = fake.issue("u_1")
+    first = inai_verifier(jwks_url=base_url + JWKS_PATH, clock=clock)
+    with pytest.raises(ProviderError):
+        await first.verify(bearer(token))
+    await first.aclose()
+    second = inai_verifier(jwks_url=base_url + JWKS_PATH, clock=clock)
+    assert await second.verify(bearer(token)) is not None  # the knob ran out: keys are served
+    await second.aclose()
+    assert fake.jwks_fetches == 2
