@@ -18,45 +18,15 @@ Run: ``.venv/bin/python -m bench.bench_qyzar`` (add ``--quick`` for a short run)
 from __future__ import annotations
 
 import asyncio
-import socket
 import statistics
 import sys
-import threading
-import time
-from collections.abc import Iterator
-from contextlib import contextmanager
-from typing import Any
-
-import uvicorn
 
 from bench._apps import one_route_app
 from bench._driver import Headers, call, measure, print_table, ratio
 from bench.bench_guard import NoopGuard, NoopScopesGuard
 from fastapi_authgate import AuthGate, require_user
 from fastapi_authgate.providers.qyzar import QyzarClient, QyzarSessionVerifier
-from fastapi_authgate.testing import FakeQyzar
-
-
-class _Server(uvicorn.Server):
-    def install_signal_handlers(self) -> None:
-        pass
-
-
-@contextmanager
-def serve(app: Any) -> Iterator[str]:
-    """``app`` under uvicorn on 127.0.0.1 (a free port) in a thread, until the block ends."""
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
-    server = _Server(uvicorn.Config(app, log_level="warning", access_log=False))
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    while not server.started:
-        time.sleep(0.01)
-    try:
-        yield f"http://127.0.0.1:{sock.getsockname()[1]}"
-    finally:
-        server.should_exit = True
-        thread.join(timeout=10)
+from fastapi_authgate.testing import FakeQyzar, serve
 
 
 def verifier_for(fake: FakeQyzar, url: str) -> QyzarSessionVerifier:

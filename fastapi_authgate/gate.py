@@ -104,6 +104,10 @@ class AuthGate:
         self._cached_bearer: Callable[[bytes], AuthContext | None] | None = (
             lookup if callable(lookup) else None
         )
+        by_cookies = getattr(verifier, "cached_cookies", None)
+        self._cached_cookies: Callable[[list[tuple[bytes, bytes]]], AuthContext | None] | None = (
+            by_cookies if callable(by_cookies) else None
+        )
         self.realm = realm
         names = getattr(verifier, "cookie_names", None)
         self._cookie_names: frozenset[str] | None = None if names is None else frozenset(names)
@@ -181,6 +185,8 @@ class AuthGate:
             token = raw_bearer(scope["headers"])
             if token is not None:
                 context = lookup(token)
+        if context is None and self._cached_cookies is not None:
+            context = self._cached_cookies(scope["headers"])
         if context is None:
             credentials = read_credentials(
                 conn, cookie_names=self._cookie_names, unique_cookies=self._unique_cookies

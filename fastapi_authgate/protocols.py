@@ -16,6 +16,7 @@ from fastapi_authgate.context import AuthContext, CredentialKind, Credentials, D
 
 __all__ = [
     "CachedBearerLookup",
+    "CachedCookieLookup",
     "Clock",
     "CookieReader",
     "ContextBuilder",
@@ -77,6 +78,20 @@ class CachedBearerLookup(Protocol):
     """
 
     def cached_bearer(self, token: bytes) -> AuthContext | None: ...
+
+
+class CachedCookieLookup(Protocol):
+    """Optional verifier capability: answer repeated session cookies from what it verified before.
+
+    ``cached_cookies(headers)`` gets the raw ASGI header list and returns the context it built the
+    last time it verified exactly the same session cookies, if still valid, else ``None``; it
+    never verifies anything new, and answers ``None`` for anything it cannot read at a glance
+    (several Cookie headers, a cookie name seen twice, an ``Authorization`` header), which sends
+    the request down the normal path that checks everything. Asked by the gate before any
+    credential is parsed, like :class:`CachedBearerLookup`.
+    """
+
+    def cached_cookies(self, headers: list[tuple[bytes, bytes]]) -> AuthContext | None: ...
 
 
 class RateLimitStore(Protocol):

@@ -139,6 +139,8 @@ class QyzarSessionVerifier:
         self.client = client
         self.token_cookie = token_cookie
         self.id_cookie = id_cookie
+        self._token_name = token_cookie.encode("latin-1")
+        self._id_name = id_cookie.encode("latin-1")
         self.cache = RemoteVerificationCache(
             namespace=f"qyzar:{client.project_id}",
             ttl=cache_ttl,
@@ -198,6 +200,33 @@ class QyzarSessionVerifier:
 
         return await self.cache.verify(key, call)
 
+    def cached_cookies(self, headers: list[tuple[bytes, bytes]]) -> AuthContext | None:
+        """The cached context for the request's session cookies, read from the raw headers.
+
+        The gate asks this before parsing any credential. It answers only when the one Cookie
+        header names each Qyzar cookie exactly once, plainly, and no ``Authorization`` header is
+        there; anything else is ``None``, and :meth:`verify` (which checks everything) decides.
+        The pair is hashed exactly as :meth:`verify` hashes it, and only pairs that passed every
+        check and Qyzar's verification are in the cache.
+        """
+        raw: bytes | None = None
+        for name, value in headers:
+            if name == b"cookie":
+                if raw is not None:
+                    return None
+                raw = value
+            elif name == b"authorization":
+                return None
+        if raw is None:
+            return None
+        session_id = _plain_cookie(raw, self._id_name)
+        if session_id is None:
+            return None
+        session_token = _plain_cookie(raw, self._token_name)
+        if session_token is None:
+            return None
+        return self.cache.peek(self.cache.key(session_id + b"\0" + session_token))
+
     @property
     def upstream_calls(self) -> int:
         """Session verifications that went to Qyzar (cache misses that were not shared)."""
@@ -207,6 +236,23 @@ class QyzarSessionVerifier:
         """Stop pending flights, close the shared store and the client."""
         await self.cache.aclose()
         await self.client.aclose()
+
+
+def _plain_cookie(header: bytes, name: bytes) -> bytes | None:
+    """The value of cookie ``name`` if it occurs exactly once, as ``name=value``, else ``None``."""
+    at = header.find(name)
+    if at < 0 or header.find(name, at + 1) >= 0:
+        return None  # absent, or seen twice (perhaps inside another cookie): the full path
+    if at > 0 and header[at - 1] not in b"; ":
+        return None
+    start = at + len(name)
+    if header[start : start + 1] != b"=":
+        return None
+    end = header.find(b";", start)
+    value = header[start + 1 : end if end >= 0 else len(header)].strip(b" ")
+    if not value or value[:1] == b'"':
+        return None
+    return value
 
 
 def _context(result: SessionVerification) -> AuthContext:

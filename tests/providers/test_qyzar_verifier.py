@@ -370,3 +370,53 @@ async def test_workers_share_verifications_through_redis(
     assert [a.status_code for a in answers] == [200, 200]
     assert answers[1].json() == {"subject": "shared@example.com"}
     assert qyzar.fake.calls["session-verify"] == 1
+
+
+@pytest.mark.parametrize(
+    "variant",
+    [
+        "planted_id_first",
+        "planted_id_last",
+        "planted_id_spaced",
+        "planted_token",
+        "malformed_bearer",
+        "name_inside_another_cookie",
+    ],
+)
+async def test_a_cached_pair_is_not_served_to_smuggled_variants(
+    qyzar: Served, app_client: httpx.AsyncClient, variant: str
+) -> None:
+    """Once a pair is cached, the fast path must not answer what the full path would refuse."""
+    session = qyzar.fake.create_session()
+    plain = session.cookie_header
+    assert (await app_client.get("/me", headers={"cookie": plain})).status_code == 200
+    sid = session.session_id
+    headers = {
+        "planted_id_first": {"cookie": f"qyzar_session_id=qs_planted; {plain}"},
+        "planted_id_last": {"cookie": f"{plain}; qyzar_session_id=qs_planted"},
+        "planted_id_spaced": {"cookie": f"{plain}; qyzar_session_id =qs_planted"},
+        "planted_token": {"cookie": f"qyzar_session_token=planted; {plain}"},
+        "malformed_bearer": {"cookie": plain, "authorization": "Bearer bad token!"},
+        "name_inside_another_cookie": {"cookie": f"{plain}; other=qyzar_session_id={sid}"},
+    }[variant]
+    answer = await app_client.get("/me", headers=headers)
+    if variant == "name_inside_another_cookie":
+        assert answer.status_code == 200  # the full path reads it right: one real pair
+    else:
+        assert answer.status_code == 401
+    assert qyzar.fake.calls["session-verify"] == 1
+
+
+async def test_the_fast_path_matches_the_full_path(
+    qyzar: Served, verifier: QyzarSessionVerifier, app_client: httpx.AsyncClient
+) -> None:
+    session = qyzar.fake.create_session(identifier="fast@example.com")
+    raw = [(b"cookie", f"a=1; {session.cookie_header}; b=2".encode())]
+    assert verifier.cached_cookies(raw) is None  # nothing verified yet
+    assert (
+        await app_client.get("/me", headers={"cookie": session.cookie_header})
+    ).status_code == 200
+    found = verifier.cached_cookies(raw)
+    assert found is not None and found.subject == "fast@example.com"
+    assert verifier.cached_cookies([*raw, (b"cookie", b"c=3")]) is None  # two Cookie headers
+    assert verifier.cached_cookies([(b"cookie", session.cookie_header.encode() + b"x")]) is None
