@@ -307,7 +307,7 @@ def verify_client_token(
     if (
         (sid is not None and (type(sid) is not str or not sid))
         or (jti is not None and type(jti) is not str)
-        or type(md) is not dict
+        or not isinstance(md, dict)
     ):
         raise AuthenticationError("The token claims are malformed")
     iat = claims.get("iat")
