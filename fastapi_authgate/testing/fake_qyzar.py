@@ -193,6 +193,10 @@ class FakeQyzar:
         self._knobs.clear()
         self._released = True
 
+    def clear_rate_limits(self) -> None:
+        """Forget every rate-limit window, as if no caller had been counted yet."""
+        self._windows.clear()
+
     # ---- the app ------------------------------------------------------------------------
 
     async def _intercept(self, route: str) -> Response | None:

@@ -37,9 +37,10 @@ def served_qyzar() -> Iterator[Served]:
 
 @pytest.fixture
 def qyzar(served_qyzar: Served) -> Iterator[Served]:
-    """The module's fake with its knobs, counters and recorded requests cleared."""
+    """The module's fake with its knobs, counters, rate-limit windows and requests cleared."""
     fake = served_qyzar.fake
     fake.reset()
+    fake.clear_rate_limits()
     fake.calls.clear()
     fake.requests.clear()
     yield served_qyzar
