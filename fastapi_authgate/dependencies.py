@@ -27,6 +27,7 @@ from fastapi_authgate.errors import AuthGateError, ConfigurationError, ProviderE
 from fastapi_authgate.gate import (
     BEARER_SCHEME_NAME,
     GUARD_MODES,
+    SCOPE_KEY,
     AuthGate,
     GuardMode,
     check_access,
@@ -62,8 +63,6 @@ class AuthDependency(SecurityBase):
         description: str | None = None,
         auto_error: bool = True,
     ) -> None:
-        if mode not in GUARD_MODES:
-            raise ConfigurationError(f"guard mode {mode!r} must be 'user', 'session' or 'optional'")
         self.mode = mode
         self.gate = gate
         self.auto_error = auto_error
@@ -74,19 +73,34 @@ class AuthDependency(SecurityBase):
             or "A bearer token from the identity provider (or its session cookie).",
         )
 
+    @property
+    def mode(self) -> GuardMode:
+        """``"user"``, ``"session"`` or ``"optional"``; setting it is checked like the argument."""
+        return self._mode
+
+    @mode.setter
+    def mode(self, mode: GuardMode) -> None:
+        if mode not in GUARD_MODES:
+            raise ConfigurationError(f"guard mode {mode!r} must be 'user', 'session' or 'optional'")
+        self._mode: GuardMode = mode
+        self._any_identity = mode != "session"  # read per request: no call for the common case
+
     def __repr__(self) -> str:
         return f"AuthDependency(mode={self.mode!r})"
 
     async def __call__(
         self, request: HTTPConnection, security_scopes: SecurityScopes
     ) -> AuthContext | None:
-        gate = self.gate or installed_gate(request.scope)
+        scope = request.scope
+        gate = self.gate or scope.get(SCOPE_KEY) or installed_gate(scope)
         try:
             if gate is None:
                 raise ConfigurationError(
                     "no AuthGate is installed on this app: call gate.install(app) at startup"
                 )
             context = await gate.authenticate(request)
+            if context is not None and self._any_identity and not security_scopes.scopes:
+                return context  # the common case, without a call (check_access would agree)
             if context is None and not self.auto_error:
                 return None
             check_access(context, self.mode, security_scopes.scopes)

@@ -92,3 +92,22 @@ def test_optional_middleware_with_scopes_fails_at_startup() -> None:
     AuthGate(ISSUER.verifier()).install(app)
     with pytest.raises(ConfigurationError), TestClient(app):
         pass
+
+
+def test_changing_a_guards_mode_keeps_its_rules() -> None:
+    from fastapi_authgate import AuthDependency
+
+    guard = AuthDependency("user", gate=AuthGate(ISSUER.verifier()))
+    app = FastAPI()
+
+    @app.get("/s")
+    async def s(auth: AuthContext = Depends(guard)) -> dict[str, Any]:
+        return {"sid": auth.session_id}
+
+    plain = {"Authorization": "Bearer " + ISSUER.issue("alice")}
+    client = TestClient(app)
+    assert client.get("/s", headers=plain).status_code == 200
+    guard.mode = "session"
+    assert client.get("/s", headers=plain).status_code == 401
+    with pytest.raises(ConfigurationError):
+        guard.mode = "admin"  # type: ignore[assignment]
