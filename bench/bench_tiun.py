@@ -6,6 +6,9 @@ Routes (all return the same plain dict the same way, so only the guard differs):
 - ``noop``          a no-op ``SecurityBase`` dependency: FastAPI's floor for any guard
 - ``noop_scopes``   the same no-op also taking ``SecurityScopes``: the shape of ``require_user``
 - ``tiun``          ``require_user`` with ``TiunVerifier``, one token repeated (answer cached)
+- ``jwt_cached``    ``require_user`` on the development issuer's JWT verifier, one token repeated
+                    (its verified-token cache): the same guard path with a local verifier
+- ``noop_pro``      the scope-taking no-op behind ``Security(..., scopes=["product:pro"])``
 - ``tiun_pro``      ``Security(require_user, scopes=["product:pro"])``, the product check too
 
 The verifier talks to a fake tiun served by uvicorn on 127.0.0.1 (a real HTTP exchange on a miss).
@@ -34,6 +37,7 @@ from bench._apps import one_route_app
 from bench._driver import Headers, call, measure, print_table, ratio
 from bench.bench_guard import NoopGuard, NoopScopesGuard
 from fastapi_authgate import AuthGate, require_user
+from fastapi_authgate.providers.dev import DevIssuer
 from fastapi_authgate.providers.tiun import TiunVerifier
 from fastapi_authgate.testing import FakeTiun
 
@@ -99,6 +103,10 @@ def main() -> None:
     try:
         token = fake.issue_token("bench-user", product_access=["pro"], ttl=3600)
         headers: Headers = [(b"authorization", f"Bearer {token}".encode())]
+        dev = DevIssuer(algorithm="ES256", issuer="https://bench.example")
+        dev_headers: Headers = [
+            (b"authorization", f"Bearer {dev.issue('bench-user', ttl=3600)}".encode())
+        ]
         gate = AuthGate(verifier(fake, url))
         pro_gate = AuthGate(verifier(fake, url))
         apps = {
@@ -106,10 +114,14 @@ def main() -> None:
             "noop": one_route_app(gate, NoopGuard(), as_parameter=True),
             "noop_scopes": one_route_app(gate, NoopScopesGuard(), as_parameter=True),
             "tiun": one_route_app(gate, require_user, as_parameter=True),
+            "jwt_cached": one_route_app(AuthGate(dev.verifier()), require_user, as_parameter=True),
             "noop_pro": pro_route_app(pro_gate, NoopScopesGuard()),
             "tiun_pro": pro_route_app(pro_gate, require_user),
         }
-        routes = [(name, app, "/r", lambda i: headers) for name, app in apps.items()]
+        routes = [
+            (name, app, "/r", lambda i, h=(dev_headers if name == "jwt_cached" else headers): h)
+            for name, app in apps.items()
+        ]
         fake.reset()
         results = measure(
             routes, requests_per_round=200 if quick else 400, rounds=15 if quick else 41
@@ -122,6 +134,7 @@ def main() -> None:
             "  (target >= 0.95)"
         )
         print(f"tiun / noop (FastAPI's floor)      : {ratio(results, 'tiun', 'noop'):.3f}")
+        print(f"tiun / jwt_cached (local verifier) : {ratio(results, 'tiun', 'jwt_cached'):.3f}")
         print(f"tiun_pro / noop_pro (scopes given) : {ratio(results, 'tiun_pro', 'noop_pro'):.3f}")
         print(f"upstream calls during the table    : {measured_calls} (two verifiers, one each)")
         sequential, burst = calls_per_thousand(fake, url, token)

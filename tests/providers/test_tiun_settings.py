@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import sys
 from collections.abc import Iterator
 
 import httpx
@@ -170,3 +171,16 @@ def test_mock_transport_redirect_to_another_host_is_not_followed() -> None:
 
     asyncio.run(run())
     assert hosts == ["api.tiun.live"]
+
+
+def test_a_redis_url_without_the_extra_fails_at_startup(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in ("redis", "redis.asyncio", "redis.exceptions"):
+        monkeypatch.setitem(sys.modules, name, None)
+    monkeypatch.delitem(sys.modules, "fastapi_authgate.ratelimit.redis_store", raising=False)
+    settings = AuthGateSettings(
+        provider="tiun",
+        redis_url=REDIS_URL,  # type: ignore[arg-type]
+        tiun={"api_key": "k", "environment": "live"},  # type: ignore[arg-type]
+    )
+    with pytest.raises(ConfigurationError, match=r"fastapi-authgate\[redis\]"):
+        verifier_from_settings(settings)
