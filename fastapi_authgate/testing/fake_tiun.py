@@ -177,57 +177,70 @@ class FakeTiun:
         user = self.users.get(str(claims.get("sub")))
         return user if user is not None and user.signed_in else None
 
+    def _decide(self, supplied_key: str) -> Response | None:
+        """The answer the knobs impose, if any (consuming one counted failure)."""
+        if self._fail_status is not None:
+            status = self._fail_status
+            if self._fail_times is not None:
+                self._fail_times -= 1
+                if self._fail_times <= 0:
+                    self.fail(None)
+            return JSONResponse(
+                {"error": "fake_failure", "message": "failing on purpose"}, status_code=status
+            )
+        if self.redirect_to is not None:
+            return RedirectResponse(self.redirect_to, status_code=307)
+        accepted = hmac.compare_digest(supplied_key.encode(), self.api_key.encode())
+        self.keys_seen.append(accepted)
+        if not accepted:
+            return JSONResponse(
+                {"error": "invalid_api_key", "message": "API key is invalid"}, status_code=401
+            )
+        if self.garbage:
+            return PlainTextResponse("<html>surprise</html>", status_code=200)
+        if self.canned is not None:
+            return JSONResponse(self.canned[1], status_code=self.canned[0])
+        return None
+
+    def _answer(self, body: Any) -> Response:
+        """The document's answer to a well-formed request with an accepted key."""
+        if not isinstance(body, dict) or not isinstance(body.get("userVerificationToken"), str):
+            return JSONResponse(
+                {"error": "bad_request", "message": "userVerificationToken is required"},
+                status_code=400,
+            )
+        user = self._user_for(body["userVerificationToken"])
+        if user is None:
+            return JSONResponse({"isAuthenticated": False, "userInfo": None})
+        return JSONResponse(
+            {
+                "isAuthenticated": True,
+                "userInfo": {
+                    "userId": user.user_id,
+                    "email": user.email,
+                    "productAccess": user.product_access,
+                },
+            }
+        )
+
     def _build_app(self) -> FastAPI:
         app = FastAPI(title=f"fake tiun ({self.environment})")
 
         @app.post(VERIFY_PATH)
         async def verify(request: Request) -> Response:
+            # The answer is decided when the request arrives and only sent after the hang, so a
+            # request still hanging when the knobs change (the next test) keeps its own answer.
             self.calls += 1
-            if self.hang_seconds:
-                await anyio.sleep(self.hang_seconds)
-            if self._fail_status is not None:
-                status = self._fail_status
-                if self._fail_times is not None:
-                    self._fail_times -= 1
-                    if self._fail_times <= 0:
-                        self.fail(None)
-                return JSONResponse(
-                    {"error": "fake_failure", "message": "failing on purpose"}, status_code=status
-                )
-            if self.redirect_to is not None:
-                return RedirectResponse(self.redirect_to, status_code=307)
-            supplied = request.headers.get("x-tiun-api-key", "")
-            accepted = hmac.compare_digest(supplied.encode(), self.api_key.encode())
-            self.keys_seen.append(accepted)
-            if not accepted:
-                return JSONResponse(
-                    {"error": "invalid_api_key", "message": "API key is invalid"}, status_code=401
-                )
-            if self.garbage:
-                return PlainTextResponse("<html>surprise</html>", status_code=200)
-            if self.canned is not None:
-                return JSONResponse(self.canned[1], status_code=self.canned[0])
-            try:
-                body: Any = await request.json()
-            except ValueError:
-                body = None
-            if not isinstance(body, dict) or not isinstance(body.get("userVerificationToken"), str):
-                return JSONResponse(
-                    {"error": "bad_request", "message": "userVerificationToken is required"},
-                    status_code=400,
-                )
-            user = self._user_for(body["userVerificationToken"])
-            if user is None:
-                return JSONResponse({"isAuthenticated": False, "userInfo": None})
-            return JSONResponse(
-                {
-                    "isAuthenticated": True,
-                    "userInfo": {
-                        "userId": user.user_id,
-                        "email": user.email,
-                        "productAccess": user.product_access,
-                    },
-                }
-            )
+            hang = self.hang_seconds
+            response = self._decide(request.headers.get("x-tiun-api-key", ""))
+            if response is None:
+                try:
+                    body: Any = await request.json()
+                except ValueError:
+                    body = None
+                response = self._answer(body)
+            if hang:
+                await anyio.sleep(hang)
+            return response
 
         return app
