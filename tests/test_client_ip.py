@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import ipaddress
+import re
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 from starlette.requests import HTTPConnection
 
@@ -167,6 +168,8 @@ _header_text = st.one_of(
 
 @settings(max_examples=300, deadline=None)
 @given(xff=_header_text, forwarded=_header_text, peer_trusted=st.booleans())
+@example(xff="10.0.0.0", forwarded="", peer_trusted=True)  # every hop trusted: an internal caller
+@example(xff="10.0.0.9, 198.51.100.7", forwarded="", peer_trusted=True)
 def test_arbitrary_forwarding_headers_never_raise_and_never_pick_a_trusted_hop(
     xff: str, forwarded: str, peer_trusted: bool
 ) -> None:
@@ -176,9 +179,32 @@ def test_arbitrary_forwarding_headers_never_raise_and_never_pick_a_trusted_hop(
     if not peer_trusted:
         assert resolved == peer  # an untrusted peer's headers are never read
         return
-    # Either the trusted peer itself (headers malformed, absent or disagreeing) or a real,
-    # untrusted address taken from them: never a trusted hop, never arbitrary text.
+    # Either the trusted peer itself (headers malformed, absent or disagreeing) or a real address
+    # taken from them, never arbitrary text. That address is untrusted, unless every hop of the
+    # chain it came from is a trusted proxy: then the leftmost hop is an internal caller.
     if resolved != peer:
         address = ipaddress.ip_address(resolved)
-        assert not trusted.is_trusted(address)
         assert str(address) == resolved
+        if trusted.is_trusted(address):
+            chains = [_hops(xff), _hops(forwarded)]
+            assert any(
+                chain and chain[0] == address and all(trusted.is_trusted(hop) for hop in chain)
+                for chain in chains
+            ), (xff, forwarded, resolved)
+
+
+def _hops(header: str) -> list[ipaddress.IPv4Address | ipaddress.IPv6Address]:
+    """The header's hops as addresses (ports, brackets and quotes removed); [] if any is not one."""
+    hops = []
+    for raw in header.split(","):
+        text = raw.strip().strip('"')
+        bracketed = re.fullmatch(r"\[([^\]]*)\](?::\d+)?", text)
+        if bracketed:
+            text = bracketed.group(1)
+        elif re.fullmatch(r"[\d.]+:\d+", text):
+            text = text.rsplit(":", 1)[0]
+        try:
+            hops.append(ipaddress.ip_address(text))
+        except ValueError:
+            return []
+    return hops
