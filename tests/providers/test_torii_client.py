@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import time
@@ -409,3 +410,14 @@ def test_error_bodies_are_json_values(fake: FakeTorii) -> None:
     response = httpx.get(fake.issuer + "/v1/users", headers={"Authorization": f"Bearer {SECRET}"})
     assert response.status_code == 418
     assert json.loads(response.content) == {"error": "teapot", "message": "short and stout"}
+
+
+@pytest.mark.anyio
+async def test_hundreds_of_concurrent_calls_share_one_client(fake: FakeTorii) -> None:
+    users = [fake.add_user(f"c{i}@example.com") for i in range(250)]
+    async with client_for(fake, timeout=60) as torii:
+        answers = await asyncio.gather(*(torii.users.get(u["id"]) for u in users))
+    assert [a.email for a in answers] == [u["email"] for u in users]
+    assert (
+        sum(count for call, count in fake.calls.items() if call.startswith("GET /v1/users/")) == 250
+    )

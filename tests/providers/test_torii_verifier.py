@@ -123,6 +123,10 @@ async def test_audience_when_the_issuer_has_one(fake: FakeTorii) -> None:
         assert (await right.verify(bearer(with_aud))) is not None
         with pytest.raises(AuthenticationError):
             await wrong.verify(bearer(with_aud))
+        unset = verifier_for(fake)  # aud present but none configured: minted for some other API
+        with pytest.raises(AuthenticationError):
+            await unset.verify(bearer(with_aud))
+        await unset.aclose()
         fake.audience = None
         with pytest.raises(AuthenticationError):  # an audience is set: aud is required
             await right.verify(bearer(fake.issue("user_b")))
@@ -283,3 +287,30 @@ def test_the_example_app_switches_to_torii(torii_env: FakeTorii) -> None:
         assert client.get("/api/admin", headers=headers).status_code == 403
         assert client.post("/dev/token", json={"sub": "x"}).status_code in (404, 405)
         assert client.get("/api/me").status_code == 401
+
+
+@pytest.mark.anyio
+async def test_a_torii_token_in_the_session_cookie(fake: FakeTorii) -> None:
+    verifier = verifier_for(fake)
+    token = fake.issue("user_c", session_id="sess_c")
+    context = await verifier.verify(Credentials(cookies={"authgate_session": token}))
+    await verifier.aclose()
+    assert context is not None
+    assert (context.subject, context.session_id, context.credential) == (
+        "user_c",
+        "sess_c",
+        "cookie",
+    )
+
+
+@pytest.mark.anyio
+async def test_a_hanging_jwks_is_a_provider_error_within_the_deadline(fake: FakeTorii) -> None:
+    fake.hang(5, path="/.well-known/", times=None)
+    verifier = verifier_for(fake, fetch_deadline=0.3)
+    started = asyncio.get_running_loop().time()
+    with pytest.raises(ProviderError):
+        await verifier.verify(bearer(fake.issue("user_h")))
+    elapsed = asyncio.get_running_loop().time() - started
+    fake.heal()
+    await verifier.aclose()
+    assert elapsed < 4
