@@ -14,7 +14,7 @@ import asyncio
 import gc
 import statistics
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 Headers = list[tuple[bytes, bytes]]
@@ -81,11 +81,19 @@ def measure(
     *,
     requests_per_round: int,
     rounds: int,
+    start: Callable[[], Awaitable[None]] | None = None,
+    stop: Callable[[], Awaitable[None]] | None = None,
 ) -> dict[str, list[float]]:
-    """Throughput (requests/s) per route name, one entry per round, routes interleaved."""
+    """Throughput (requests/s) per route name, one entry per round, routes interleaved.
+
+    ``start`` and ``stop`` are awaited in the measuring event loop before the warm-up and after
+    the last round (background workers an app needs, as its lifespan would run them).
+    """
     results: dict[str, list[float]] = {name: [] for name, _, _, _ in routes}
 
     async def main() -> None:
+        if start is not None:
+            await start()
         for _name, app, path, headers_for in routes:  # warm-up: caches and allocator
             await _run(app, path, headers_for, max(50, requests_per_round // 10))
         gc.collect()
@@ -98,6 +106,8 @@ def measure(
                 gc.collect()
         finally:
             gc.enable()
+            if stop is not None:
+                await stop()
 
     asyncio.run(main())
     return results

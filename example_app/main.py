@@ -13,11 +13,16 @@ requests in, and two more routes show the Qyzar dependencies: ``GET /api/client-
 ``EXAMPLE_RATE_LIMIT`` sets the rule of ``/api/limited`` (default ``5/minute``). ``/docs`` serves
 Swagger UI from the ``fastapi-offline`` package when it is installed (the ``[example]`` extra), so
 it works offline; ``EXAMPLE_SWAGGER_CDN=1`` switches back to FastAPI's CDN page.
+
+``AUTHGATE_REPORTING__SINK=log`` turns on background reporting: one JSON line per request (and per
+``POST /dev/token``, reported as a login attempt) on stderr.
 """
 
 from __future__ import annotations
 
+import logging
 import os
+import sys
 from pathlib import Path
 
 from fastapi import Depends, FastAPI, Security
@@ -30,11 +35,35 @@ from fastapi_authgate.qyzar_dependencies import (
     qyzar_rate_limited,
     require_client_token,
 )
+from fastapi_authgate.reporting import EVENT_LOGGER, LogSink
 from fastapi_authgate.testing import dev_issuer_router
 
 __all__ = ["app", "create_app"]
 
 SIGN_IN_PAGE = Path(__file__).with_name("static") / "index.html"
+
+
+class _StderrHandler(logging.StreamHandler):  # type: ignore[type-arg]
+    """Writes to whatever ``sys.stderr`` is at the time (as ``logging.lastResort`` does)."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.stream = sys.stderr
+        super().emit(record)
+
+
+_EVENTS_TO_STDERR = _StderrHandler()
+_EVENTS_TO_STDERR.setFormatter(logging.Formatter("%(message)s"))
+_EVENTS_TO_STDERR.addFilter(lambda record: record.name == EVENT_LOGGER)  # events only
+
+
+def log_events_to_stderr(gate: AuthGate) -> None:
+    """Send the log sink's JSON lines to stderr (once, however many apps are built)."""
+    if gate.reporter is None or not isinstance(gate.reporter.sink, LogSink):
+        return
+    events = logging.getLogger(EVENT_LOGGER)
+    events.setLevel(logging.INFO)
+    if _EVENTS_TO_STDERR not in events.handlers:
+        events.addHandler(_EVENTS_TO_STDERR)
 
 
 def describe(auth: AuthContext) -> dict[str, object]:
@@ -60,6 +89,7 @@ def create_app(gate: AuthGate | None = None) -> FastAPI:
     gate.install(app)
     if swagger_assets is not None:
         serve_docs_offline(app, swagger_assets)
+    log_events_to_stderr(gate)
 
     # Belt and braces: even a gate that carries a DevIssuer gets no sign-in routes when the
     # environment names a real provider, because those routes let anyone sign in as anyone.

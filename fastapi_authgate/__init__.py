@@ -26,6 +26,13 @@ from fastapi_authgate.errors import (
 from fastapi_authgate.gate import AuthGate
 from fastapi_authgate.middleware import AuthGateMiddleware
 from fastapi_authgate.protocols import Clock, EventSink, KeyFunc, RateLimitStore, Verifier
+from fastapi_authgate.reporting import (
+    LoginAttempts,
+    LoginRisk,
+    Reporter,
+    login_attempts,
+    record_login_attempt,
+)
 from fastapi_authgate.settings import AuthGateSettings
 from fastapi_authgate.verifiers.chain import ChainVerifier
 from fastapi_authgate.verifiers.jwks import JWKSVerifier
@@ -50,16 +57,21 @@ __all__ = [
     "EventSink",
     "JWKSVerifier",
     "KeyFunc",
+    "LoginAttempts",
+    "LoginRisk",
     "NotAuthenticatedError",
     "ProviderError",
     "ProviderResponseError",
     "RateLimitExceeded",
     "RateLimitStore",
+    "Reporter",
     "User",
     "Verifier",
     "__version__",
+    "login_attempts",
     "optional_user",
     "rate_limited",
+    "record_login_attempt",
     "require_session",
     "require_user",
 ]

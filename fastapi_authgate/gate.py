@@ -15,7 +15,7 @@ from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING, Any, Final, Literal, Protocol, cast
 
-from pydantic import ValidationError
+from pydantic import SecretStr, ValidationError
 from starlette.requests import HTTPConnection, Request
 from starlette.responses import Response
 from starlette.types import Scope
@@ -35,6 +35,13 @@ from fastapi_authgate.origins import OriginPolicy
 from fastapi_authgate.protocols import Verifier
 from fastapi_authgate.ratelimit.hooks import ResponseHooksMiddleware
 from fastapi_authgate.ratelimit.limiter import RateLimiter
+from fastapi_authgate.reporting import (
+    REPORTER_SCOPE_KEY,
+    LogSink,
+    QyzarSink,
+    Reporter,
+    ReportingMiddleware,
+)
 from fastapi_authgate.responses import error_response
 from fastapi_authgate.settings import AuthGateSettings
 from fastapi_authgate.verifiers.chain import ChainVerifier
@@ -90,6 +97,7 @@ class AuthGate:
         session_cookie: str = "authgate_session",
         dev_issuer: DevIssuer | None = None,
         allowed_origins: Iterable[str] = (),
+        reporter: Reporter | None = None,
     ) -> None:
         if isinstance(verifier, Sequence):
             verifier = ChainVerifier(verifier)
@@ -117,6 +125,10 @@ class AuthGate:
         self.origins = OriginPolicy(allowed_origins, trusts_peer=self.client_ip.trusts_peer)
         self.session_cookie = session_cookie
         self.dev_issuer = dev_issuer
+        self.reporter = reporter
+        """Background reporting (``None``: off); ``reporter.counters`` tells what it did."""
+        if reporter is not None:
+            reporter.client_ip = self.client_ip
 
     @classmethod
     def from_settings(cls, settings: AuthGateSettings | None = None) -> AuthGate:
@@ -152,6 +164,7 @@ class AuthGate:
             session_cookie=settings.session_cookie,
             dev_issuer=dev_issuer,
             allowed_origins=settings.allowed_origins,
+            reporter=_reporter_from_settings(settings),
         )
 
     @staticmethod
@@ -215,9 +228,13 @@ class AuthGate:
         hook = getattr(self.verifier, "startup", None)
         if hook is not None:
             await hook()
+        if self.reporter is not None:
+            await self.reporter.start()
 
     async def aclose(self) -> None:
         """Close clients and flush workers; safe to call twice."""
+        if self.reporter is not None:
+            await self.reporter.aclose()  # first: its sink may share the verifier's client
         hook = getattr(self.verifier, "aclose", None)
         if hook is not None:
             await hook()
@@ -248,7 +265,11 @@ class AuthGate:
         setattr(app.state, STATE_KEY, self)
         app.add_exception_handler(AuthGateError, self._handle_error)
         _wrap_lifespan(app, self.lifespan)
-        app.add_middleware(ResponseHooksMiddleware, scope_items={SCOPE_KEY: self})
+        scope_items: dict[str, object] = {SCOPE_KEY: self}
+        if self.reporter is not None:
+            scope_items[REPORTER_SCOPE_KEY] = self.reporter
+            _report_outermost(app, self.reporter)
+        app.add_middleware(ResponseHooksMiddleware, scope_items=scope_items)
         openapi = getattr(app, "openapi", None)
         if callable(openapi):
             setattr(app, "openapi", _with_cookie_scheme(app, openapi, self.session_cookie))  # noqa: B010
@@ -343,6 +364,48 @@ def _first_guard(dependant: Any, depth: int) -> _Guard | None:
         if getattr(type(call), GUARD_MARKER, False):
             return cast(_Guard, call)
     return None
+
+
+def _report_outermost(app: Starlette, reporter: Reporter) -> None:
+    """Wrap the whole middleware stack (error middleware too) so every response is reported,
+    whatever middleware the app adds after ``install``."""
+    build = app.build_middleware_stack
+
+    def build_with_reporting() -> Any:
+        return ReportingMiddleware(build(), reporter=reporter)
+
+    app.build_middleware_stack = build_with_reporting  # type: ignore[method-assign]
+
+
+def _reporter_from_settings(settings: AuthGateSettings) -> Reporter | None:
+    """``AUTHGATE_REPORTING__SINK`` unset: ``None``, so reporting costs nothing."""
+    choice = settings.reporting.sink
+    if choice is None:
+        return None
+    sink = LogSink() if choice == "log" else _qyzar_sink(settings)
+    return Reporter.from_settings(settings.reporting, sink)
+
+
+def _qyzar_sink(settings: AuthGateSettings) -> QyzarSink:
+    """A Qyzar sink with its own client, from ``AUTHGATE_QYZAR__*``; a missing one is named."""
+    from fastapi_authgate.providers.qyzar import QyzarClient, QyzarSecretError
+
+    qyzar = settings.qyzar
+    for name, value in (
+        ("API_URL", qyzar.api_url),
+        ("PROJECT_ID", qyzar.project_id),
+        ("PROJECT_SECRET", qyzar.project_secret),
+    ):
+        if not value:
+            raise ConfigurationError(f"AUTHGATE_REPORTING__SINK=qyzar needs AUTHGATE_QYZAR__{name}")
+    assert qyzar.api_url and qyzar.project_id and qyzar.project_secret is not None
+    secret: SecretStr = qyzar.project_secret
+    client = QyzarClient(
+        api_url=qyzar.api_url,
+        project_id=qyzar.project_id,
+        resolve_project_secret=lambda _project_id: secret,
+    )
+    return QyzarSink(client, own_client=True, permanent_errors=(QyzarSecretError,))
 
 
 def _wrap_lifespan(app: Starlette, gate_lifespan: Callable[[], Any]) -> None:

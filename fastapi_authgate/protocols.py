@@ -13,6 +13,7 @@ from typing import Any, Protocol
 from starlette.requests import HTTPConnection
 
 from fastapi_authgate.context import AuthContext, CredentialKind, Credentials, Decision
+from fastapi_authgate.events import Event, LoginEvent, LoginRisk
 
 __all__ = [
     "CachedBearerLookup",
@@ -23,6 +24,7 @@ __all__ = [
     "EventSink",
     "InProcessStore",
     "KeyFunc",
+    "LoginScorer",
     "RateLimitStore",
     "ResultStore",
     "Verifier",
@@ -148,6 +150,28 @@ class ResultStore(Protocol):
 
 
 class EventSink(Protocol):
-    """Receives batches of activity events (API requests, login attempts) from the reporter."""
+    """Delivers batches of activity events for the reporter's background worker.
 
-    async def send(self, events: list[dict[str, object]]) -> None: ...
+    ``send`` gets one batch (never more than the sink's optional ``max_batch`` attribute) and
+    returns when it is delivered, or raises. The reporter retries an exception that says a retry
+    may help: a ``status`` (or ``status_code``, or ``response.status_code``) of 408, 429 or 5xx,
+    a timeout or a connection error; it waits at least the exception's ``retry_after`` seconds
+    when it has one. Any other exception fails the batch (counted, logged, never retried). An
+    optional ``aclose()`` is awaited at shutdown after the last flush.
+    """
+
+    async def send(self, events: Sequence[Event]) -> None: ...
+
+
+class LoginScorer(Protocol):
+    """Optional sink capability: score a login attempt and trust an identifier (Qyzar's anti-ATO).
+
+    A sink that has both methods receives login attempts through them instead of ``send``:
+    ``score_login`` delivers the attempt and answers its risk (the reporter waits for it only
+    up to a short deadline), ``trust_identifier`` marks an identifier as trusted on the device
+    whose session is given. Both raise on failure, as ``send`` does.
+    """
+
+    async def score_login(self, event: LoginEvent) -> LoginRisk: ...
+
+    async def trust_identifier(self, *, session_id: str, identifier: str) -> None: ...

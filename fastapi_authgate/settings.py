@@ -18,6 +18,7 @@ __all__ = [
     "AuthGateSettings",
     "InaiSettings",
     "QyzarSettings",
+    "ReportingSettings",
     "TiunSettings",
     "ToriiSettings",
     "MAX_LEEWAY_SECONDS",
@@ -81,6 +82,33 @@ class InaiSettings(BaseModel):
     audience: str | None = None
 
 
+class ReportingSettings(BaseModel):
+    """``AUTHGATE_REPORTING__*``: background reporting of requests and login attempts.
+
+    ``sink`` unset (the default) switches reporting off entirely: no middleware, no queue, no
+    worker. ``log`` writes one JSON object per event on the ``fastapi_authgate.reporting``
+    logger; ``qyzar`` sends to Qyzar with the ``AUTHGATE_QYZAR__*`` settings.
+    """
+
+    sink: Literal["log", "qyzar"] | None = None
+    queue_size: int = Field(default=10_000, ge=1, le=10_000_000)
+    batch_size: int = Field(default=100, ge=1, le=10_000)
+    flush_seconds: float = Field(default=1.0, gt=0, le=3600)
+    sample_rate: float = Field(default=1.0, ge=0, le=1)
+    exclude_paths: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    shutdown_deadline_seconds: float = Field(default=5.0, ge=0, le=600)
+    login_score_deadline_seconds: float = Field(default=0.3, gt=0, le=10)
+
+    _split_lists = field_validator("exclude_paths", mode="before")(split_list)
+
+    @field_validator("sink", mode="before")
+    @classmethod
+    def _blank_is_off(cls, value: Any) -> Any:
+        if isinstance(value, str) and not value.strip():
+            return None
+        return value.strip().lower() if isinstance(value, str) else value
+
+
 class AuthGateSettings(BaseSettings):
     """Settings read from ``AUTHGATE_*`` variables (nested with ``__``)."""
 
@@ -118,6 +146,7 @@ class AuthGateSettings(BaseSettings):
     torii: ToriiSettings = Field(default_factory=ToriiSettings)
     tiun: TiunSettings = Field(default_factory=TiunSettings)
     inai: InaiSettings = Field(default_factory=InaiSettings)
+    reporting: ReportingSettings = Field(default_factory=ReportingSettings)
 
     _split_lists = field_validator(
         "audience", "algorithms", "trusted_proxies", "allowed_origins", mode="before"

@@ -12,6 +12,7 @@ PACKAGE = Path(__file__).resolve().parent.parent / "fastapi_authgate"
 LAYERS: dict[str, int] = {
     "errors": 0,
     "context": 0,
+    "events": 0,
     "protocols": 1,
     "settings": 1,
     "_redact": 1,

@@ -37,6 +37,7 @@ from fastapi_authgate.context import AuthContext, CredentialKind, User
 from fastapi_authgate.dependencies import optional_user, require_session, require_user
 from fastapi_authgate.gate import check_access
 from fastapi_authgate.providers.dev import DEFAULT_DEV_ISSUER, DevIssuer
+from fastapi_authgate.reporting import record_login_attempt
 from fastapi_authgate.testing.fake_inai import FakeInAI, FakeInAIAccount
 from fastapi_authgate.testing.fake_qyzar import FakeQyzar, FakeQyzarRequest, FakeQyzarSession
 from fastapi_authgate.testing.fake_tiun import FakeTiun, FakeTiunUser
@@ -98,7 +99,8 @@ def dev_issuer_router(
     ``POST /dev/token`` answers a bearer token (no ``sid``) and sets ``cookie_name`` to a session
     token (with ``sid``) as an HttpOnly, SameSite=Lax cookie. ``require_session`` accepts the
     cookie and refuses the bearer token because of ``sid``, not because of how it travelled: the
-    session token sent as a bearer token is a session too (DESIGN.md section 1).
+    session token sent as a bearer token is a session too (DESIGN.md section 1). With reporting
+    on, each sign-in is reported as a successful login attempt whose identifier is the user name.
 
     Args:
         issuer: the development issuer that signs the tokens.
@@ -118,8 +120,10 @@ def dev_issuer_router(
             return HTMLResponse(page, headers={"Cache-Control": "no-store"})
 
     @router.post("/dev/token", response_model=TokenResponse)
-    async def dev_token(body: TokenRequest, response: Response) -> TokenResponse:
+    async def dev_token(body: TokenRequest, request: Request, response: Response) -> TokenResponse:
         """Sign in as anyone with any scopes (development issuer only)."""
+        # a sign-in like any other: reported as a login attempt when reporting is on
+        await record_login_attempt(request, body.sub, success=True)
         access_token = issuer.issue(body.sub, scopes=body.scopes, ttl=lifetime)
         session_id, session_token = issuer.new_session(body.sub, body.scopes, ttl=lifetime)
         response.set_cookie(

@@ -1,0 +1,175 @@
+"""``ReportingMiddleware``: records every HTTP request the app answers, as pure ASGI.
+
+FastAPI's ``BackgroundTasks`` run only when the route returns, so a request a dependency refuses
+(401, 403, 429, 503) would never be reported; this middleware wraps the whole application instead
+(``AuthGate.install`` puts it outside every other middleware, Starlette's error middleware
+included) and reads the status from ``http.response.start``. After the app returns it builds one
+:class:`~fastapi_authgate.events.RequestEvent` and hands it to
+:meth:`Reporter.submit <fastapi_authgate.reporting.reporter.Reporter.submit>`, which only
+appends to a queue: the middleware itself never awaits I/O.
+
+What an event holds comes from the scope only: method, path without the query string, the
+route template (``scope["route"]``, with the prefix of any mount), status, latency, the verified
+subject and session id (``scope["auth"]``, set by the gate), the client IP by the gate's
+trusted-proxy rules, the user agent (first 256 characters) and the ``X-Request-ID`` header when
+it is short printable text. Never a header other than those two, a cookie or a body.
+
+An exception escaping the app counts as status 500 when no response was started. Paths in
+``exclude_paths`` (exact, or a prefix ending in ``*``) are not reported; ``sample_rate`` thins
+successful requests only, so every refusal and error is kept. WebSocket and lifespan scopes pass
+straight through.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from collections.abc import Callable, Iterable
+from random import random
+from time import perf_counter
+
+from starlette.routing import Mount
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from fastapi_authgate.client_ip import ClientIPResolver
+from fastapi_authgate.context import AuthContext
+from fastapi_authgate.events import RequestEvent
+from fastapi_authgate.reporting.reporter import Reporter
+
+__all__ = ["ReportingMiddleware", "read_headers"]
+
+_MAX_USER_AGENT = 256
+_MAX_REQUEST_ID = 128
+_USER_AGENT = b"user-agent"
+_new_tuple = tuple.__new__
+
+
+class _Paths:
+    def __init__(self, patterns: Iterable[str]) -> None:
+        patterns = list(patterns)
+        self.exact = frozenset(p for p in patterns if not p.endswith("*"))
+        self.prefixes = tuple(p[:-1] for p in patterns if p.endswith("*"))
+        self.empty = not patterns
+
+    def matches(self, path: str) -> bool:
+        return path in self.exact or (bool(self.prefixes) and path.startswith(self.prefixes))
+
+
+_REQUEST_ID = re.compile(rb"[!-~]{1,%d}" % _MAX_REQUEST_ID)
+
+
+def read_headers(
+    scope: Scope, request_id_header: bytes = b"x-request-id"
+) -> tuple[str | None, str | None]:
+    """``(user agent, request id)`` in one pass over the headers.
+
+    The user agent is cut to 256 characters; the request id is kept only when it is 1-128
+    visible ASCII characters (no spaces), else it is ``None`` rather than cleaned up.
+    """
+    user_agent: str | None = None
+    request_id: str | None = None
+    for name, value in scope["headers"]:
+        if name == _USER_AGENT:
+            user_agent = value[:_MAX_USER_AGENT].decode("latin-1")
+        elif name == request_id_header:
+            request_id = value.decode("ascii") if _REQUEST_ID.fullmatch(value) else None
+    return user_agent, request_id
+
+
+class ReportingMiddleware:
+    """Reports each HTTP request to a :class:`Reporter` once its response is complete.
+
+    Args:
+        app: the application to wrap.
+        reporter: where events go; its ``sample_rate`` and ``exclude_paths`` apply.
+        client_ip: finds the client IP (default: the reporter's, which the gate sets to its own,
+            so the reported IP follows the trusted-proxy rules).
+        request_id_header: the header holding a request id.
+        clock: UNIX time for the event's ``at`` (injected in tests).
+    """
+
+    def __init__(
+        self,
+        app: ASGIApp,
+        *,
+        reporter: Reporter,
+        client_ip: ClientIPResolver | None = None,
+        request_id_header: str = "x-request-id",
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.app = app
+        self.reporter = reporter
+        self.client_ip = client_ip if client_ip is not None else reporter.client_ip
+        self.request_id_header = request_id_header.lower().encode("latin-1")
+        self.clock = clock
+        self._exclude = _Paths(reporter.exclude_paths)
+        self._sample_rate = reporter.sample_rate
+        self._submit = reporter.submit
+        self._resolve_ip = self.client_ip.resolve_scope
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or (
+            not self._exclude.empty and self._exclude.matches(scope["path"])
+        ):
+            await self.app(scope, receive, send)
+            return
+        at = self.clock()
+        started = perf_counter()
+        root_path = scope.get("root_path", "")
+        status = 0
+
+        async def send_and_watch(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_and_watch)
+        finally:
+            # Inlined on purpose (no helper calls): this runs for every request.
+            elapsed_ms = (perf_counter() - started) * 1000.0
+            if not status:
+                status = 500
+            rate = self._sample_rate
+            if rate >= 1.0 or status >= 400 or random() < rate:  # noqa: S311 (sampling)
+                user_agent: str | None = None
+                request_id: str | None = None
+                wanted = self.request_id_header
+                for name, value in scope["headers"]:
+                    if name == _USER_AGENT:
+                        user_agent = value[:_MAX_USER_AGENT].decode("latin-1")
+                    elif name == wanted:
+                        request_id = value.decode() if _REQUEST_ID.fullmatch(value) else None
+                auth = scope.get("auth")
+                if type(auth) is AuthContext:  # not another library's auth object
+                    subject: str | None = auth.subject
+                    session_id = auth.session_id
+                else:
+                    subject = session_id = None
+                route = scope.get("route")
+                template = getattr(route, "path", None)
+                if type(template) is not str or isinstance(route, Mount):
+                    template = None  # no route, or a mount that matched nothing inside
+                else:
+                    mounted = scope.get("root_path", "")
+                    if mounted != root_path and type(mounted) is str:
+                        template = mounted[len(root_path) :] + template
+                self._submit(
+                    _new_tuple(  # what RequestEvent(...) does, without its Python-level __new__
+                        RequestEvent,
+                        (
+                            at,
+                            scope["method"],
+                            scope["path"],
+                            template,
+                            status,
+                            elapsed_ms,
+                            self._resolve_ip(scope),
+                            user_agent,
+                            subject,
+                            session_id,
+                            request_id,
+                        ),
+                    )
+                )
