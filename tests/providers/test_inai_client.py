@@ -8,6 +8,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from typing import Any
 
 import anyio
+import httpx
 import jwt as pyjwt
 import pytest
 
@@ -453,7 +454,8 @@ async def test_timeout_is_a_provider_error(
     assert anyio.current_time() - started < 5  # all 26 gave up together, well before 10 s
     for name, outcome in results.items():
         assert type(outcome) is ProviderError, (name, outcome)
-        assert isinstance(outcome.__cause__, TimeoutError)
+        # the overall deadline, or httpx's own per-phase timeout when that fires first
+        assert isinstance(outcome.__cause__, TimeoutError | httpx.TimeoutException), outcome
 
 
 @pytest.mark.anyio
