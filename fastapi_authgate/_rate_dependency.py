@@ -9,7 +9,8 @@ finds the gate (:func:`~fastapi_authgate.gate.installed_gate`), builds the key, 
   ``Response``, whose headers FastAPI merges into the final response);
 * refused: raises :class:`RateLimitExceeded` carrying ``Retry-After`` and the same headers (a 429),
   or on a WebSocket raises ``WebSocketException(1013)`` ("try again later");
-* store down: see :class:`~fastapi_authgate.ratelimit.limiter.RateLimiter` (open by default).
+* store down: see :class:`~fastapi_authgate.ratelimit.limiter.RateLimiter` (by default every rule
+  keeps being enforced in process until the store answers again).
 
 Keys are ``rl:<namespace>:<kind>:<value>``. The namespace is ``name`` when given (routes that pass
 the same name share a bucket), else the matched route's methods and full path template, mounts
@@ -318,7 +319,7 @@ def rate_limited(
             if limiter.in_process:  # the memory store: no deadline, no coroutine
                 decisions = limiter.check_now(full_key, rates)
             else:
-                decisions = await limiter.check(full_key, rates)
+                decisions = await limiter.check(full_key, rates, shadow=shadow)
             if not decisions:
                 return  # the store failed open
             allowed = decisions[0].allowed if len(decisions) == 1 else _all_allowed(decisions)

@@ -115,6 +115,19 @@ class RateLimitStore(Protocol):
     async def aclose(self) -> None: ...
 
 
+class DeadlineStore(RateLimitStore, Protocol):
+    """A :class:`RateLimitStore` that times its own round trips, as the Redis store does.
+
+    The limiter hands it its deadline once (``set_deadline``) and puts no timer around its calls:
+    a timer around the call would also measure the wait for a connection and the event loop's
+    backlog, which under load is most of it. Such a store raises a :class:`TimeoutError`
+    (subclass) for a round trip that missed the deadline and never drops a connection for it.
+    Discovered with ``getattr``, so this protocol is not ``@runtime_checkable``.
+    """
+
+    def set_deadline(self, seconds: float) -> None: ...
+
+
 class InProcessStore(RateLimitStore, Protocol):
     """A :class:`RateLimitStore` that answers without waiting, as the memory store does.
 

@@ -139,8 +139,8 @@ class AuthGateSettings(BaseSettings):
     redis_url: SecretStr | None = None
     trusted_proxies: Annotated[list[str], NoDecode] = Field(default_factory=list)
     allowed_origins: Annotated[list[str], NoDecode] = Field(default_factory=list)
-    rate_limit_failure_mode: Literal["open", "closed"] = "open"
-    rate_limit_store_timeout_seconds: float = Field(default=0.05, gt=0, le=10)
+    rate_limit_failure_mode: Literal["local", "open", "closed"] = "local"
+    rate_limit_store_timeout_seconds: float = Field(default=0.5, gt=0, le=10)
 
     qyzar: QyzarSettings = Field(default_factory=QyzarSettings)
     torii: ToriiSettings = Field(default_factory=ToriiSettings)

@@ -1,10 +1,32 @@
-"""The Redis rate-limit store: shared by every worker, one atomic Lua script per decision.
+"""The Redis rate-limit store: shared by every worker, many decisions per round trip.
 
 ``lua/gcra.lua`` (package data) runs the GCRA step of every rule of a request in one ``EVALSHA``:
-one round trip, all rules charged or none, the time taken from the server's ``TIME`` so workers
-with skewed clocks still agree, and each charged bucket given an expiry equal to its drain time in
-the same script, so Redis forgets idle keys by itself. The script is sent by hash and loaded again
-when the server answers ``NOSCRIPT`` (after a restart or ``SCRIPT FLUSH``).
+all rules charged or none, the time taken from the server's ``TIME`` so workers with skewed clocks
+still agree, and each charged bucket given an expiry equal to its drain time in the same script,
+so Redis forgets idle keys by itself. The script is sent by hash and loaded again when the server
+answers ``NOSCRIPT`` (after a restart or ``SCRIPT FLUSH``).
+
+**One round trip for many decisions.** A decision does not get a connection of its own: it joins
+a queue, and the decisions queued during one event-loop tick leave together, as one pipelined
+batch of ``EVALSHA`` calls written in one go on one connection, the replies handed back to each
+waiting request. At most ``connections`` round trips are in flight at once, each on its own
+long-lived connection (a *lane*); while they are all out, new decisions wait in the queue and
+leave with the next free lane. So the busier the worker, the larger the batches, and a worker at
+128 connections sends a few hundred round trips a second rather than thousands. Every command of
+a batch is its own ``EVALSHA`` on its own keys, so batching never breaks Redis Cluster's rule
+that one script touches one slot.
+
+**The deadline times the round trip only.** The timer starts when a batch is written and covers
+nothing else: not the wait in the queue, not the event loop's backlog. A batch that misses it
+fails its waiters with :class:`StoreDeadlineMissed` (the limiter applies its failure mode), and so
+do the decisions still queued if no lane is free then (all lanes out, one of them overdue); but its
+connection is kept and its late reply read and dropped: cutting the connection would make the next
+request open a new one, and under load that turns a slow Redis into a flood of reconnections. A
+connection is dropped only when it really fails: an error, or no reply at all within
+``hard_timeout`` seconds.
+
+With the optional ``hiredis`` package installed (``pip install 'fastapi-authgate[hiredis]'``),
+redis-py parses replies with it, which is most of the client's cost per decision.
 
 Bucket keys carry a Redis Cluster hash tag (``{...}``) built by the limiter, so all rules of one
 request live in one slot. This is the only module that imports :mod:`redis`; without the ``redis``
@@ -13,8 +35,12 @@ extra, importing it raises :class:`ConfigurationError` naming the extra.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
+import itertools
+import logging
 from collections.abc import Sequence
+from dataclasses import dataclass
 from importlib import resources
 from typing import Any
 
@@ -24,13 +50,15 @@ from fastapi_authgate.protocols import Clock
 
 try:
     import redis.asyncio as aioredis
-    from redis.exceptions import NoScriptError, RedisError
+    from redis.exceptions import NoScriptError, RedisError, ResponseError
 except ImportError as exc:  # pragma: no cover - exercised with the extra uninstalled
     raise ConfigurationError(
         "AUTHGATE_REDIS_URL needs the redis client: pip install 'fastapi-authgate[redis]'"
     ) from exc
 
-__all__ = ["GCRA_SCRIPT", "RedisStore"]
+__all__ = ["GCRA_SCRIPT", "RedisStore", "RoundTripStats", "StoreDeadlineMissed"]
+
+logger = logging.getLogger(__name__)
 
 GCRA_SCRIPT: str = (
     resources.files("fastapi_authgate.ratelimit").joinpath("lua/gcra.lua").read_text("utf-8")
@@ -38,6 +66,39 @@ GCRA_SCRIPT: str = (
 """The Lua source of one GCRA decision (see the module docstring)."""
 
 _SHA = hashlib.sha1(GCRA_SCRIPT.encode("utf-8"), usedforsecurity=False).hexdigest()
+_MAX_BATCH = 512
+
+
+class StoreDeadlineMissed(TimeoutError):
+    """A round trip to Redis got no answer within the deadline (``round_trip`` is its number)."""
+
+    def __init__(self, round_trip: int, deadline: float) -> None:
+        super().__init__(f"no answer within {deadline * 1000:g} ms")
+        self.round_trip = round_trip
+
+
+class _RoundTripFailed(ProviderError):
+    def __init__(self, round_trip: int, description: str) -> None:
+        super().__init__(description)
+        self.round_trip = round_trip
+
+
+@dataclass(slots=True)
+class RoundTripStats:
+    """Counters of the store's round trips (the limiter folds them into its own stats)."""
+
+    round_trips: int = 0
+    batched_decisions: int = 0
+    deadline_misses: int = 0
+    """Round trips that missed the deadline."""
+    late_replies: int = 0
+    """Of those, the ones whose reply came later anyway (their connection was kept)."""
+    failures: int = 0
+    """Round trips that failed (error, connection lost); their connection was dropped."""
+    reconnections: int = 0
+
+
+_Call = tuple[list[str], list[str | int | float], "asyncio.Future[Any]"]
 
 
 def _number(value: Any) -> float:
@@ -45,13 +106,21 @@ def _number(value: Any) -> float:
 
 
 class RedisStore:
-    """GCRA buckets in Redis (``redis.asyncio``).
+    """GCRA buckets in Redis (``redis.asyncio``), batched per event-loop tick.
 
     Args:
-        client: a ``redis.asyncio.Redis`` client.
-        prefix: prepended to every key, so several apps can share one database.
+        client: a ``redis.asyncio.Redis`` client; the store's lanes are new connections made
+            with its pool's connection settings (so host, TLS and credentials are the same).
+        prefix: prepended to every key, so several apps can share one database (no braces:
+            the limiter's hash tag must be the first ``{...}`` of a key).
         clock: for tests only: pass "now" to the script instead of the server's ``TIME``.
         close_client: whether :meth:`aclose` closes ``client`` (true for :meth:`from_url`).
+        connections: round trips in flight at once, each on its own connection.
+        hard_timeout: seconds after which a connection with no reply is dropped (a dead peer);
+            at least ten times the limiter's deadline.
+
+    Raises:
+        ConfigurationError: a prefix with braces, or fewer than one connection.
     """
 
     def __init__(
@@ -61,17 +130,33 @@ class RedisStore:
         prefix: str = "authgate:",
         clock: Clock | None = None,
         close_client: bool = False,
+        connections: int = 4,
+        hard_timeout: float = 5.0,
     ) -> None:
         if "{" in prefix or "}" in prefix:
             raise ConfigurationError(
                 f"RedisStore prefix {prefix!r} must not contain braces: the limiter's Redis "
                 "Cluster hash tag must be the first {...} of every key"
             )
+        if connections < 1:
+            raise ConfigurationError("RedisStore needs at least one connection")
         self.client = client
         self._commands: Any = client  # the command methods are untyped in some redis releases
         self.prefix = prefix
         self._clock = clock
         self._close_client = close_client
+        self._deadline = 0.5
+        self._hard_timeout = hard_timeout
+        pool: Any = client.connection_pool
+        self._connection_class: Any = pool.connection_class
+        self._connection_kwargs: dict[str, Any] = dict(pool.connection_kwargs)
+        self._idle: list[Any] = [None] * connections  # None: a lane not connected yet
+        self._lanes: set[Any] = set()
+        self._queue: list[_Call] = []
+        self._scheduled = False
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._numbers = itertools.count(1)
+        self.stats = RoundTripStats()
 
     @classmethod
     def from_url(
@@ -79,35 +164,36 @@ class RedisStore:
         url: str,
         *,
         prefix: str = "authgate:",
-        max_connections: int = 64,
+        connections: int = 4,
         clock: Clock | None = None,
         **kwargs: Any,
     ) -> RedisStore:
         """A store owning a new client for ``url`` (``redis://``, ``rediss://``, ``unix://``).
 
-        The pool blocks (up to the limiter's deadline) when all ``max_connections`` are busy,
-        instead of failing the request as redis-py's default pool does past its size. Extra
-        keyword arguments go to the connection pool.
+        Extra keyword arguments go to the connection pool (and so to every lane).
 
         Raises:
             ConfigurationError: the URL is not a Redis URL.
         """
         kwargs.setdefault("socket_connect_timeout", 1.0)
         try:
-            pool: Any = aioredis.BlockingConnectionPool.from_url(
-                url, max_connections=max_connections, timeout=None, **kwargs
-            )
+            pool: Any = aioredis.ConnectionPool.from_url(url, **kwargs)
         except ValueError as exc:
             raise ConfigurationError("AUTHGATE_REDIS_URL is not a valid Redis URL") from exc
         client: Any = aioredis.Redis(connection_pool=pool)
         client.auto_close_connection_pool = True  # closing the store closes the pool it made
-        return cls(client, prefix=prefix, clock=clock, close_client=True)
+        return cls(client, prefix=prefix, clock=clock, close_client=True, connections=connections)
+
+    def set_deadline(self, seconds: float) -> None:
+        """The limiter's deadline for one round trip (see the module docstring)."""
+        self._deadline = seconds
 
     async def hit(self, key: str, *, limit: int, period: float, cost: int = 1) -> Decision:
-        """One atomic GCRA step for ``key``; ``cost`` 0 asks without charging.
+        """One atomic GCRA step for ``key``; ``cost`` 0 asks, a negative ``cost`` refunds.
 
         Raises:
             ProviderError: Redis is unreachable or answered an error.
+            StoreDeadlineMissed: the round trip took longer than the deadline.
         """
         return (await self.hit_many(((key, limit, period),), cost=cost))[0]
 
@@ -118,20 +204,20 @@ class RedisStore:
 
         Raises:
             ProviderError: Redis is unreachable or answered an error.
+            StoreDeadlineMissed: the round trip took longer than the deadline.
         """
         keys = [self.prefix + key for key, _, _ in buckets]
         args: list[str | int | float] = [cost, "" if self._clock is None else repr(self._clock())]
         for _, limit, period in buckets:
             args.append(limit)
             args.append(period)
-        try:
-            try:
-                reply = await self._evalsha(keys, args)
-            except NoScriptError:
-                await self._commands.script_load(GCRA_SCRIPT)
-                reply = await self._evalsha(keys, args)
-        except (RedisError, OSError) as exc:
-            raise ProviderError("The rate-limit store (Redis) is unavailable") from exc
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[Any] = loop.create_future()
+        self._queue.append((keys, args, future))
+        if not self._scheduled:
+            self._scheduled = True
+            loop.call_soon(self._flush)
+        reply = await future
         try:
             return [
                 Decision(
@@ -149,11 +235,118 @@ class RedisStore:
         except (TypeError, ValueError, IndexError) as exc:
             raise ProviderError("The rate-limit store (Redis) answered garbage") from exc
 
-    async def _evalsha(self, keys: list[str], args: list[str | int | float]) -> list[Any]:
-        reply: list[Any] = await self._commands.evalsha(_SHA, len(keys), *keys, *args)
-        return reply
+    def _flush(self) -> None:
+        """Send what the last tick queued, one batch per free lane."""
+        self._scheduled = False
+        while self._queue and self._idle:
+            lane = self._idle.pop()
+            batch = self._queue[:_MAX_BATCH]
+            del self._queue[:_MAX_BATCH]
+            task = asyncio.get_running_loop().create_task(self._round_trip(lane, batch))
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+
+    async def _round_trip(self, lane: Any, batch: list[_Call]) -> None:
+        number = next(self._numbers)
+        stats = self.stats
+        stats.round_trips += 1
+        stats.batched_decisions += len(batch)
+        loop = asyncio.get_running_loop()
+        timer = loop.call_later(self._deadline, loop.call_soon, self._expire, batch, number)
+        try:
+            if lane is None:
+                lane = self._connection_class(
+                    **{**self._connection_kwargs, "socket_timeout": self._hard_timeout}
+                )
+                self._lanes.add(lane)
+            replies = await self._send(lane, [(keys, args) for keys, args, _ in batch])
+            if any(isinstance(reply, NoScriptError) for reply in replies):
+                await self._send_raw(lane, [("SCRIPT", "LOAD", GCRA_SCRIPT)])
+                again = [i for i, reply in enumerate(replies) if isinstance(reply, NoScriptError)]
+                for i, reply in zip(
+                    again, await self._send(lane, [batch[i][:2] for i in again]), strict=True
+                ):
+                    replies[i] = reply
+        except Exception as exc:  # the connection is broken or out of step: drop it
+            stats.failures += 1
+            self._lanes.discard(lane)
+            if lane is not None:
+                await lane.disconnect()
+            lane = None
+            failure = _RoundTripFailed(number, "The rate-limit store (Redis) is unavailable")
+            failure.__cause__ = exc
+            for _, _, future in batch:
+                if not future.done():
+                    future.set_exception(failure)
+        else:
+            late = False
+            for (_, _, future), reply in zip(batch, replies, strict=True):
+                if future.done():
+                    late = True
+                elif isinstance(reply, Exception):
+                    error = _RoundTripFailed(number, "The rate-limit store (Redis) failed")
+                    error.__cause__ = reply
+                    future.set_exception(error)
+                else:
+                    future.set_result(reply)
+            if late:
+                stats.late_replies += 1
+        finally:
+            timer.cancel()
+            self._idle.append(lane)
+            if self._queue and not self._scheduled:
+                self._flush()
+
+    def _expire(self, batch: list[_Call], number: int) -> None:
+        # Called one loop iteration after the timer fired: a reply that arrived in the same
+        # iteration as the timer has woken its reader by then and is not taken for a miss.
+        missed = StoreDeadlineMissed(number, self._deadline)
+        expired = False
+        for _, _, future in batch:
+            if not future.done():
+                future.set_exception(missed)
+                expired = True
+        if expired:
+            self.stats.deadline_misses += 1
+        if not self._idle:  # every lane is out and this one is overdue: Redis is unwell
+            queued, self._queue = self._queue, []
+            for _, _, future in queued:
+                if not future.done():
+                    future.set_exception(missed)
+
+    async def _send(
+        self, lane: Any, calls: Sequence[tuple[list[str], list[str | int | float]]]
+    ) -> list[Any]:
+        return await self._send_raw(
+            lane, [("EVALSHA", _SHA, len(keys), *keys, *args) for keys, args in calls]
+        )
+
+    async def _send_raw(self, lane: Any, commands: Sequence[tuple[Any, ...]]) -> list[Any]:
+        """Write ``commands`` in one go and read one reply each (error replies as values)."""
+        if not lane.is_connected:
+            self.stats.reconnections += 1
+        await lane.send_packed_command(lane.pack_commands(commands), check_health=False)
+        replies: list[Any] = []
+        for _ in commands:
+            try:
+                replies.append(await lane.read_response())
+            except ResponseError as exc:  # read in full: the connection is still in step
+                replies.append(exc)
+        return replies
 
     async def aclose(self) -> None:
-        """Close the client when the store owns it (built by :meth:`from_url`)."""
+        """Fail queued decisions, close the lanes, and the client when the store owns it."""
+        for _, _, future in self._queue:
+            if not future.done():
+                future.set_exception(ProviderError("The rate-limit store (Redis) was closed"))
+        self._queue.clear()
+        for task in list(self._tasks):
+            task.cancel()
+        for lane in list(self._lanes):
+            try:
+                await lane.disconnect()
+            except (RedisError, OSError):  # pragma: no cover - closing a broken socket
+                logger.debug("closing a Redis connection failed", exc_info=True)
+        self._lanes.clear()
         if self._close_client:
             await self._commands.aclose()

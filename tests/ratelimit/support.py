@@ -96,7 +96,7 @@ def add_websocket(app: FastAPI, path: str, dependency: Any) -> None:
 
 
 class TCPProxy:
-    """A loopback TCP proxy to Redis that a test can cut (``cut()``) and restore (``restore()``).
+    """A loopback TCP proxy to Redis that a test can slow down, cut and restore.
 
     Cutting closes every open connection and refuses new ones, which is what a dead Redis, a
     network partition or ``CLIENT KILL`` looks like to the client.
@@ -104,6 +104,8 @@ class TCPProxy:
 
     def __init__(self, target: tuple[str, int] = (REDIS_HOST, REDIS_PORT)) -> None:
         self.target = target
+        self.latency = 0.0
+        """Seconds added before each reply chunk is passed on (a slow Redis, or a slow network)."""
         self.server: asyncio.Server | None = None
         self.port = 0
         self.writers: set[asyncio.StreamWriter] = set()
@@ -120,14 +122,18 @@ class TCPProxy:
             return
         self.writers.update((writer, up_writer))
 
-        async def pipe(src: asyncio.StreamReader, dst: asyncio.StreamWriter) -> None:
+        async def pipe(
+            src: asyncio.StreamReader, dst: asyncio.StreamWriter, *, slow: bool = False
+        ) -> None:
             with contextlib.suppress(OSError, asyncio.CancelledError):
                 while data := await src.read(65536):
+                    if slow and self.latency > 0:
+                        await asyncio.sleep(self.latency)
                     dst.write(data)
                     await dst.drain()
             dst.close()
 
-        await asyncio.gather(pipe(reader, up_writer), pipe(up_reader, writer))
+        await asyncio.gather(pipe(reader, up_writer), pipe(up_reader, writer, slow=True))
         self.writers.difference_update((writer, up_writer))
 
     async def cut(self) -> None:

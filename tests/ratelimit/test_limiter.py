@@ -38,12 +38,13 @@ class BrokenStore:
 async def test_fail_open_lets_requests_through_counts_and_logs_once(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    limiter = RateLimiter(BrokenStore(), failure_mode="open")
+    store = BrokenStore()
+    limiter = RateLimiter(store, failure_mode="open", breaker_failures=10)
     rates = parse_rule("1/minute")
     with caplog.at_level(logging.WARNING, logger="fastapi_authgate.ratelimit.limiter"):
         for _ in range(5):
             assert await limiter.check("k", rates) == []
-    assert limiter.stats.store_failures == 5
+    assert limiter.stats.store_failures == 5 and store.calls == 5
     lines = [r for r in caplog.records if "rate-limit store" in r.getMessage()]
     assert len(lines) == 1
     assert "letting requests through" in lines[0].getMessage()
@@ -60,10 +61,11 @@ async def test_fail_closed_raises_provider_error() -> None:
 
 @pytest.mark.anyio
 async def test_a_slow_store_misses_its_deadline() -> None:
-    limiter = RateLimiter(BrokenStore(hang=True), store_timeout=0.01)
+    limiter = RateLimiter(BrokenStore(hang=True), failure_mode="open", store_timeout=0.01)
     with anyio.fail_after(2):
         assert await limiter.check("k", parse_rule("1/minute")) == []
     assert limiter.stats.store_failures == 1
+    assert limiter.stats.deadline_misses == 1
 
 
 def test_limiter_validates_its_settings() -> None:
@@ -112,7 +114,8 @@ async def test_assigning_a_store_rereads_whether_it_is_in_process(clock: FixedCl
     assert not limiter.in_process
     with pytest.raises(TypeError, match="await check"):
         limiter.check_now("k", parse_rule("1/minute"))
-    assert await limiter.check("k", parse_rule("1/minute")) == []
+    assert (await limiter.check("k", parse_rule("1/minute")))[0].allowed  # local fallback
+    assert limiter.stats.local_decisions == 1
     limiter.store = MemoryStore(clock=clock)
     assert limiter.in_process and limiter.check_now("k", parse_rule("1/minute"))[0].allowed
 
