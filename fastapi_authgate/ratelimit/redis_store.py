@@ -17,7 +17,9 @@ a batch is its own ``EVALSHA`` on its own keys, so batching never breaks Redis C
 that one script touches one slot.
 
 **The deadline times the round trip only.** The timer starts when a batch is written and covers
-nothing else: not the wait in the queue, not the event loop's backlog. A batch that misses it
+nothing else: not the wait in the queue, not (re)connecting, which ``socket_connect_timeout``
+bounds, and not the event loop's backlog: a miss is declared one loop iteration after the timer
+fires, so a reply that came in while the loop was busy is read first. A batch that misses it
 fails its waiters with :class:`StoreDeadlineMissed` (the limiter applies its failure mode), and so
 do the decisions still queued if no lane is free then (all lanes out, one of them overdue); but its
 connection is kept and its late reply read and dropped: cutting the connection would make the next
@@ -96,6 +98,7 @@ class RoundTripStats:
     failures: int = 0
     """Round trips that failed (error, connection lost); their connection was dropped."""
     reconnections: int = 0
+    """Connections opened (the first of each lane included)."""
 
 
 _Call = tuple[list[str], list[str | int | float], "asyncio.Future[Any]"]
@@ -252,13 +255,19 @@ class RedisStore:
         stats.round_trips += 1
         stats.batched_decisions += len(batch)
         loop = asyncio.get_running_loop()
-        timer = loop.call_later(self._deadline, loop.call_soon, self._expire, batch, number)
+        timer: asyncio.TimerHandle | None = None
         try:
             if lane is None:
                 lane = self._connection_class(
                     **{**self._connection_kwargs, "socket_timeout": self._hard_timeout}
                 )
                 self._lanes.add(lane)
+            if not lane.is_connected:
+                # Not timed by the deadline: connecting (and redis-py's handshake) is bounded by
+                # socket_connect_timeout, and a saturated loop must not make it look like a miss.
+                self.stats.reconnections += 1
+                await lane.connect()
+            timer = loop.call_later(self._deadline, loop.call_soon, self._expire, batch, number)
             replies = await self._send(lane, [(keys, args) for keys, args, _ in batch])
             if any(isinstance(reply, NoScriptError) for reply in replies):
                 await self._send_raw(lane, [("SCRIPT", "LOAD", GCRA_SCRIPT)])
@@ -292,7 +301,8 @@ class RedisStore:
             if late:
                 stats.late_replies += 1
         finally:
-            timer.cancel()
+            if timer is not None:
+                timer.cancel()
             self._idle.append(lane)
             if self._queue and not self._scheduled:
                 self._flush()
@@ -323,8 +333,6 @@ class RedisStore:
 
     async def _send_raw(self, lane: Any, commands: Sequence[tuple[Any, ...]]) -> list[Any]:
         """Write ``commands`` in one go and read one reply each (error replies as values)."""
-        if not lane.is_connected:
-            self.stats.reconnections += 1
         await lane.send_packed_command(lane.pack_commands(commands), check_health=False)
         replies: list[Any] = []
         for _ in commands:

@@ -4,10 +4,16 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import socket
-from collections.abc import Sequence
+import subprocess
+import sys
+import time
+from collections.abc import Iterator, Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
+import httpx
 from fastapi import Depends, FastAPI, WebSocket
 
 from fastapi_authgate import AuthContext, AuthenticationError, AuthGate, Credentials
@@ -147,3 +153,59 @@ class TCPProxy:
 
     async def restore(self) -> None:
         await self.start()
+
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@contextlib.contextmanager
+def uvicorn_workers(count: int, env: Mapping[str, str]) -> Iterator[list[int]]:
+    """``count`` uvicorn processes serving ``tests.ratelimit.worker_app``; yields their ports.
+
+    Each is its own process on its own port (so a test knows which worker a connection talks
+    to), started with ``env`` added to the environment, and terminated when the block ends.
+    """
+    ports = [_free_port() for _ in range(count)]
+    workers = [
+        subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "uvicorn",
+                "tests.ratelimit.worker_app:app",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(port),
+                "--log-level",
+                "warning",
+                "--no-access-log",
+            ],
+            cwd=ROOT,
+            env={**os.environ, **env},
+        )
+        for port in ports
+    ]
+    try:
+        deadline = time.monotonic() + 30
+        for port in ports:
+            while True:
+                try:
+                    httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=0.5)
+                    break
+                except httpx.TransportError:
+                    if time.monotonic() > deadline:
+                        raise
+                    time.sleep(0.05)
+        yield ports
+    finally:
+        for worker in workers:
+            worker.terminate()
+        for worker in workers:
+            worker.wait(timeout=10)

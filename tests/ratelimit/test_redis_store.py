@@ -3,11 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-import os
 import socket
-import subprocess
-import sys
-import time
 from pathlib import Path
 
 import httpx
@@ -19,7 +15,7 @@ from fastapi_authgate.errors import ConfigurationError, ProviderError
 from fastapi_authgate.ratelimit.limiter import RateLimiter
 from fastapi_authgate.ratelimit.rules import parse_rule
 from fastapi_authgate.settings import AuthGateSettings
-from tests.ratelimit.support import REDIS_URL, TCPProxy, build_app
+from tests.ratelimit.support import REDIS_URL, TCPProxy, build_app, uvicorn_workers
 
 aioredis = pytest.importorskip("redis.asyncio", reason="the [redis] extra is not installed")
 
@@ -122,45 +118,9 @@ async def test_200_concurrent_requests_through_redis(redis_prefix: str) -> None:
         await limiter.aclose()
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 def test_two_worker_processes_share_one_limit(redis_prefix: str) -> None:
-    ports = [_free_port(), _free_port()]
-    env = {**os.environ, "WORKER_REDIS_PREFIX": redis_prefix, "AUTHGATE_REDIS_URL": REDIS_URL}
-    workers = [
-        subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "uvicorn",
-                "tests.ratelimit.worker_app:app",
-                "--host",
-                "127.0.0.1",
-                "--port",
-                str(port),
-                "--log-level",
-                "warning",
-            ],
-            cwd=ROOT,
-            env=env,
-        )
-        for port in ports
-    ]
-    try:
-        deadline = time.monotonic() + 20
-        for port in ports:
-            while True:
-                try:
-                    httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=0.5)
-                    break
-                except httpx.TransportError:
-                    if time.monotonic() > deadline:
-                        raise
-                    time.sleep(0.05)
+    env = {"WORKER_REDIS_PREFIX": redis_prefix, "AUTHGATE_REDIS_URL": REDIS_URL}
+    with uvicorn_workers(2, env) as ports:
         pids = {httpx.get(f"http://127.0.0.1:{p}/healthz").json()["pid"] for p in ports}
         assert len(pids) == 2
 
@@ -172,13 +132,8 @@ def test_two_worker_processes_share_one_limit(redis_prefix: str) -> None:
             return [r.status_code for r in responses]
 
         statuses = asyncio.run(fire())
-        assert statuses.count(200) == 10
-        assert statuses.count(429) == 30
-    finally:
-        for worker in workers:
-            worker.terminate()
-        for worker in workers:
-            worker.wait(timeout=10)
+    assert statuses.count(200) == 10
+    assert statuses.count(429) == 30
 
 
 def test_rules_fit_in_one_script_call() -> None:
