@@ -1,20 +1,23 @@
 """The Redis rate-limit store: shared by every worker, many decisions per round trip.
 
-``lua/gcra.lua`` (package data) runs the GCRA step of every rule of a request in one ``EVALSHA``:
-all rules charged or none, the time taken from the server's ``TIME`` so workers with skewed clocks
-still agree, and each charged bucket given an expiry equal to its drain time in the same script,
-so Redis forgets idle keys by itself. The script is sent by hash and loaded again when the server
-answers ``NOSCRIPT`` (after a restart or ``SCRIPT FLUSH``).
+``lua/gcra.lua`` (package data) runs GCRA steps atomically: for each decision all rules of a
+request are charged or none, the time is taken from the server's ``TIME`` so workers with skewed
+clocks still agree, and each charged bucket gets an expiry equal to its drain time in the same
+script, so Redis forgets idle keys by itself. The script is sent by hash and loaded again when
+the server answers ``NOSCRIPT`` (after a restart or ``SCRIPT FLUSH``).
 
 **One round trip for many decisions.** A decision does not get a connection of its own: it joins
-a queue, and the decisions queued during one event-loop tick leave together, as one pipelined
-batch of ``EVALSHA`` calls written in one go on one connection, the replies handed back to each
-waiting request. At most ``connections`` round trips are in flight at once, each on its own
-long-lived connection (a *lane*); while they are all out, new decisions wait in the queue and
-leave with the next free lane. So the busier the worker, the larger the batches, and a worker at
-128 connections sends a few hundred round trips a second rather than thousands. Every command of
-a batch is its own ``EVALSHA`` on its own keys, so batching never breaks Redis Cluster's rule
-that one script touches one slot.
+a queue, and the decisions queued during one event-loop tick leave together, written in one go
+on one connection, the replies handed back to each waiting request. Decisions whose keys share a
+hash tag (the same caller of the same route: exactly what a flood from one client is) go in one
+``EVALSHA`` that decides them one after the other; the others are pipelined ``EVALSHA`` calls of
+the same script. One script call never spans two hash tags, so batching never breaks Redis
+Cluster's rule that a script touches one slot. At most ``connections`` round trips are in flight
+at once, each on its own long-lived connection (a *lane*); while they are all out, new decisions
+wait in the queue and leave with the next free lane. So the busier the worker, the larger the
+batches: a worker at 128 connections sends a few hundred round trips a second, not thousands.
+Commands are encoded to RESP here, with the fixed parts of each rule built once: redis-py's
+generic encoder was most of the client's cost per decision.
 
 **The deadline times the round trip only.** The timer starts when a batch is written and covers
 nothing else: not the wait in the queue, not (re)connecting, which ``socket_connect_timeout``
@@ -49,6 +52,7 @@ from typing import Any
 from fastapi_authgate.context import Decision
 from fastapi_authgate.errors import ConfigurationError, ProviderError
 from fastapi_authgate.protocols import Clock
+from fastapi_authgate.ratelimit.resp import Call, bulk, command, decision_args, group_of
 
 try:
     import redis.asyncio as aioredis
@@ -101,13 +105,6 @@ class RoundTripStats:
     """Connections opened (the first of each lane included)."""
 
 
-_Call = tuple[list[str], list[str | int | float], "asyncio.Future[Any]"]
-
-
-def _number(value: Any) -> float:
-    return float(value.decode() if isinstance(value, bytes) else value)
-
-
 class RedisStore:
     """GCRA buckets in Redis (``redis.asyncio``), batched per event-loop tick.
 
@@ -146,6 +143,7 @@ class RedisStore:
         self.client = client
         self._commands: Any = client  # the command methods are untyped in some redis releases
         self.prefix = prefix
+        self._prefix = prefix.encode()
         self._clock = clock
         self._close_client = close_client
         self._deadline = 0.5
@@ -155,7 +153,7 @@ class RedisStore:
         self._connection_kwargs: dict[str, Any] = dict(pool.connection_kwargs)
         self._idle: list[Any] = [None] * connections  # None: a lane not connected yet
         self._lanes: set[Any] = set()
-        self._queue: list[_Call] = []
+        self._queue: list[Call] = []
         self._scheduled = False
         self._tasks: set[asyncio.Task[None]] = set()
         self._numbers = itertools.count(1)
@@ -209,26 +207,37 @@ class RedisStore:
             ProviderError: Redis is unreachable or answered an error.
             StoreDeadlineMissed: the round trip took longer than the deadline.
         """
-        keys = [self.prefix + key for key, _, _ in buckets]
-        args: list[str | int | float] = [cost, "" if self._clock is None else repr(self._clock())]
-        for _, limit, period in buckets:
-            args.append(limit)
-            args.append(period)
+        prefix = self._prefix
+        keys = b"".join(bulk(prefix + key.encode()) for key, _, _ in buckets)
+        args = decision_args(buckets, cost)
         loop = asyncio.get_running_loop()
         future: asyncio.Future[Any] = loop.create_future()
-        self._queue.append((keys, args, future))
+        self._queue.append(Call(group_of(buckets), keys, len(buckets), args, future))
         if not self._scheduled:
             self._scheduled = True
             loop.call_soon(self._flush)
         reply = await future
         try:
+            if len(buckets) == 1:
+                _, limit, period = buckets[0]
+                allowed, remaining, reset_after, retry_after = reply
+                return [
+                    Decision(
+                        allowed == 1,
+                        limit,
+                        int(remaining),
+                        float(reset_after),  # float() takes the bytes of a Lua string
+                        float(retry_after),
+                        period,
+                    )
+                ]
             return [
                 Decision(
                     allowed=int(reply[i]) == 1,
                     limit=limit,
                     remaining=int(reply[i + 1]),
-                    reset_after=_number(reply[i + 2]),
-                    retry_after=_number(reply[i + 3]),
+                    reset_after=float(reply[i + 2]),
+                    retry_after=float(reply[i + 3]),
                     period=period,
                 )
                 for i, (_, limit, period) in zip(
@@ -249,7 +258,7 @@ class RedisStore:
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)
 
-    async def _round_trip(self, lane: Any, batch: list[_Call]) -> None:
+    async def _round_trip(self, lane: Any, batch: list[Call]) -> None:
         number = next(self._numbers)
         stats = self.stats
         stats.round_trips += 1
@@ -258,9 +267,8 @@ class RedisStore:
         timer: asyncio.TimerHandle | None = None
         try:
             if lane is None:
-                lane = self._connection_class(
-                    **{**self._connection_kwargs, "socket_timeout": self._hard_timeout}
-                )
+                # No socket timeout: one timer per round trip (below), not one per reply read.
+                lane = self._connection_class(**{**self._connection_kwargs, "socket_timeout": None})
                 self._lanes.add(lane)
             if not lane.is_connected:
                 # Not timed by the deadline: connecting (and redis-py's handshake) is bounded by
@@ -268,36 +276,55 @@ class RedisStore:
                 self.stats.reconnections += 1
                 await lane.connect()
             timer = loop.call_later(self._deadline, loop.call_soon, self._expire, batch, number)
-            replies = await self._send(lane, [(keys, args) for keys, args, _ in batch])
-            if any(isinstance(reply, NoScriptError) for reply in replies):
-                await self._send_raw(lane, [("SCRIPT", "LOAD", GCRA_SCRIPT)])
-                again = [i for i, reply in enumerate(replies) if isinstance(reply, NoScriptError)]
-                for i, reply in zip(
-                    again, await self._send(lane, [batch[i][:2] for i in again]), strict=True
-                ):
-                    replies[i] = reply
-        except Exception as exc:  # the connection is broken or out of step: drop it
-            stats.failures += 1
+            groups: dict[object, list[Call]] = {}
+            for call in batch:
+                groups.setdefault(call.group, []).append(call)
+            now = b"" if self._clock is None else repr(self._clock()).encode()
+            commands = [command(_SHA, calls, now) for calls in groups.values()]
+            async with asyncio.timeout(self._hard_timeout):  # a dead peer: drop the connection
+                replies = await self._send(lane, commands)
+                if any(isinstance(reply, NoScriptError) for reply in replies):
+                    load = lane.pack_commands([("SCRIPT", "LOAD", GCRA_SCRIPT)])
+                    await self._send(lane, [load])
+                    again = [i for i, r in enumerate(replies) if isinstance(r, NoScriptError)]
+                    resent = await self._send(lane, [commands[i] for i in again])
+                    for i, reply in zip(again, resent, strict=True):
+                        replies[i] = reply
+        except (Exception, asyncio.CancelledError) as exc:  # broken or out of step: drop it
+            if not isinstance(exc, asyncio.CancelledError):
+                stats.failures += 1
             self._lanes.discard(lane)
             if lane is not None:
                 await lane.disconnect()
             lane = None
             failure = _RoundTripFailed(number, "The rate-limit store (Redis) is unavailable")
             failure.__cause__ = exc
-            for _, _, future in batch:
-                if not future.done():
-                    future.set_exception(failure)
+            for call in batch:
+                if not call.future.done():
+                    call.future.set_exception(failure)
+            if isinstance(exc, asyncio.CancelledError):
+                raise  # the store is closing
         else:
             late = False
-            for (_, _, future), reply in zip(batch, replies, strict=True):
-                if future.done():
-                    late = True
-                elif isinstance(reply, Exception):
+            for calls, reply in zip(groups.values(), replies, strict=True):
+                if isinstance(reply, Exception):
                     error = _RoundTripFailed(number, "The rate-limit store (Redis) failed")
                     error.__cause__ = reply
-                    future.set_exception(error)
-                else:
-                    future.set_result(reply)
+                offset = 0
+                for call in calls:
+                    future = call.future
+                    width = 4 * call.rules
+                    if future.done():
+                        late = True
+                    elif isinstance(reply, Exception):
+                        future.set_exception(error)
+                    elif isinstance(reply, list) and len(reply) >= offset + width:
+                        future.set_result(reply[offset : offset + width])
+                    else:
+                        future.set_exception(
+                            ProviderError("The rate-limit store (Redis) answered garbage")
+                        )
+                    offset += width
             if late:
                 stats.late_replies += 1
         finally:
@@ -307,33 +334,32 @@ class RedisStore:
             if self._queue and not self._scheduled:
                 self._flush()
 
-    def _expire(self, batch: list[_Call], number: int) -> None:
+    def _expire(self, batch: list[Call], number: int) -> None:
         # Called one loop iteration after the timer fired: a reply that arrived in the same
         # iteration as the timer has woken its reader by then and is not taken for a miss.
         missed = StoreDeadlineMissed(number, self._deadline)
         expired = False
-        for _, _, future in batch:
-            if not future.done():
-                future.set_exception(missed)
+        for call in batch:
+            if not call.future.done():
+                call.future.set_exception(missed)
                 expired = True
         if expired:
             self.stats.deadline_misses += 1
         if not self._idle:  # every lane is out and this one is overdue: Redis is unwell
             queued, self._queue = self._queue, []
-            for _, _, future in queued:
-                if not future.done():
-                    future.set_exception(missed)
+            for call in queued:
+                if not call.future.done():
+                    call.future.set_exception(missed)
 
-    async def _send(
-        self, lane: Any, calls: Sequence[tuple[list[str], list[str | int | float]]]
-    ) -> list[Any]:
-        return await self._send_raw(
-            lane, [("EVALSHA", _SHA, len(keys), *keys, *args) for keys, args in calls]
-        )
-
-    async def _send_raw(self, lane: Any, commands: Sequence[tuple[Any, ...]]) -> list[Any]:
-        """Write ``commands`` in one go and read one reply each (error replies as values)."""
-        await lane.send_packed_command(lane.pack_commands(commands), check_health=False)
+    async def _send(self, lane: Any, commands: Sequence[bytes | list[bytes]]) -> list[Any]:
+        """Write RESP ``commands`` in one go and read one reply each (error replies as values)."""
+        packed: list[bytes] = []
+        for item in commands:
+            if isinstance(item, bytes):
+                packed.append(item)
+            else:
+                packed.extend(item)
+        await lane.send_packed_command(packed, check_health=False)
         replies: list[Any] = []
         for _ in commands:
             try:
@@ -344,9 +370,9 @@ class RedisStore:
 
     async def aclose(self) -> None:
         """Fail queued decisions, close the lanes, and the client when the store owns it."""
-        for _, _, future in self._queue:
-            if not future.done():
-                future.set_exception(ProviderError("The rate-limit store (Redis) was closed"))
+        for call in self._queue:
+            if not call.future.done():
+                call.future.set_exception(ProviderError("The rate-limit store (Redis) was closed"))
         self._queue.clear()
         for task in list(self._tasks):
             task.cancel()

@@ -1,0 +1,187 @@
+"""Rate limits under real load: uvicorn served over loopback, driven by ``wrk``, as ratios.
+
+For one and two uvicorn workers and for 16 and 128 connections, the three variants of
+``bench/wrk_app.py`` (bare route, memory limiter, Redis limiter) are each started, driven by
+``wrk -t1`` for ``--seconds`` and stopped, in an order that alternates every round; each cell's
+figure is the median over ``--rounds``. Ratios are taken within a round, like the in-process
+benchmark does. For Redis it also prints decisions and round trips per second (from the
+workers' own counters) and fails if any decision missed its deadline or fell back, because a
+limiter that failed open or went local would still answer 200.
+
+Needs Debian's ``wrk`` (``apt-get install wrk``) and a Redis server on 127.0.0.1:6379 (database
+15, a fresh key prefix deleted afterwards). Run: ``.venv/bin/python -m bench.bench_wrk``
+(``--quick`` for one short round).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import shutil
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+
+import httpx
+
+from bench.bench_ratelimit import REDIS_URL, delete_prefix, redis_down_reason
+
+ROOT = Path(__file__).resolve().parents[1]
+VARIANTS = ("bare", "memory", "redis")
+_RATE = re.compile(r"^Requests/sec:\s+([\d.]+)", re.MULTILINE)
+_NON_2XX = re.compile(r"Non-2xx or 3xx responses:\s+(\d+)")
+_ERRORS = re.compile(r"Socket errors:.*")
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def run_cell(
+    variant: str, workers: int, connections: int, seconds: float, prefix: str
+) -> dict[str, float]:
+    """Serve ``variant`` with ``workers`` workers, drive it with wrk; throughput and counters."""
+    port = _free_port()
+    stats_dir = tempfile.mkdtemp(prefix="authgate-wrk-")
+    env = {
+        **os.environ,
+        "BENCH_VARIANT": variant,
+        "BENCH_REDIS_URL": REDIS_URL,
+        "BENCH_REDIS_PREFIX": prefix,
+        "BENCH_STATS_DIR": stats_dir,
+    }
+    command = [sys.executable, "-m", "uvicorn", "bench.wrk_app:app", "--host", "127.0.0.1"]
+    command += ["--port", str(port), "--workers", str(workers)]
+    command += ["--log-level", "warning", "--no-access-log"]
+    server = subprocess.Popen(command, cwd=ROOT, env=env)
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                if httpx.get(f"http://127.0.0.1:{port}/r", timeout=1).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            if time.monotonic() > deadline or server.poll() is not None:
+                raise RuntimeError(f"uvicorn ({variant}, {workers} workers) did not start")
+            time.sleep(0.1)
+        if workers > 1:
+            time.sleep(1.0)  # let every worker finish starting before the clock runs
+        out = subprocess.run(
+            ["wrk", "-t1", f"-c{connections}", f"-d{seconds:g}s", f"http://127.0.0.1:{port}/r"],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+    rate = _RATE.search(out)
+    if rate is None:
+        raise RuntimeError(f"no Requests/sec in wrk's output:\n{out}")
+    bad = _NON_2XX.search(out)
+    if bad is not None:
+        raise RuntimeError(f"{variant}: {bad.group(1)} responses were not 200:\n{out}")
+    result = {"rps": float(rate.group(1)), "socket_errors": 1.0 if _ERRORS.search(out) else 0.0}
+    totals: dict[str, float] = {}
+    for path in Path(stats_dir).glob("*.json"):
+        for name, value in json.loads(path.read_text()).items():
+            totals[name] = totals.get(name, 0.0) + float(value)
+    shutil.rmtree(stats_dir, ignore_errors=True)
+    if variant == "redis":
+        if len(list(totals)) == 0:
+            raise RuntimeError("the Redis workers wrote no counters")
+        if totals["deadline_misses"] or totals["store_failures"]:
+            raise RuntimeError(f"the Redis limiter missed its deadline or failed: {totals}")
+        result["decisions_per_s"] = totals["decisions"] / seconds
+        result["round_trips_per_s"] = totals["round_trips"] / seconds
+        result["per_round_trip"] = totals["batched_decisions"] / max(1.0, totals["round_trips"])
+    return result
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--seconds", type=float, default=5.0)
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--quick", action="store_true", help="one round of 3 s per cell")
+    args = parser.parse_args()
+    if args.quick:
+        args.seconds, args.rounds = 3.0, 1
+    if shutil.which("wrk") is None:
+        raise SystemExit("wrk is not installed: apt-get install wrk (Debian's package)")
+    reason = redis_down_reason()
+    if reason is not None:
+        raise SystemExit(f"the Redis variant needs Redis: {reason}")
+    try:
+        import uvloop  # noqa: F401
+
+        loop = "uvloop"
+    except ImportError:
+        loop = "asyncio"
+    try:
+        import httptools  # noqa: F401
+
+        http = "httptools"
+    except ImportError:
+        http = "h11"
+    try:
+        from redis.utils import HIREDIS_AVAILABLE
+    except ImportError:  # pragma: no cover - the redis variant would have failed already
+        HIREDIS_AVAILABLE = False
+    print(
+        f"uvicorn with {loop} and {http}; redis-py with "
+        f"{'hiredis' if HIREDIS_AVAILABLE else 'its Python parser'}; wrk -t1; "
+        f"{args.seconds:g} s per cell, median of {args.rounds} rounds; {os.cpu_count()} cores"
+    )
+    prefix = f"authgate-bench:{uuid.uuid4().hex}:"
+    cells: dict[tuple[int, int], dict[str, list[dict[str, float]]]] = {}
+    try:
+        for round_number in range(args.rounds):
+            for workers in (1, 2):
+                for connections in (16, 128):
+                    order = VARIANTS if round_number % 2 == 0 else VARIANTS[::-1]
+                    cell = cells.setdefault((workers, connections), {v: [] for v in VARIANTS})
+                    for variant in order:
+                        cell[variant].append(
+                            run_cell(variant, workers, connections, args.seconds, prefix)
+                        )
+    finally:
+        deleted = delete_prefix(REDIS_URL, prefix)
+    header = (
+        f"{'workers':>7} {'conns':>5} {'bare req/s':>11} {'memory':>9} {'redis':>9}"
+        f" {'mem/bare':>8} {'redis/mem':>9} {'decisions/s':>11} {'round trips/s':>13}"
+        f" {'per trip':>8}"
+    )
+    print(header)
+    for (workers, connections), cell in cells.items():
+        rps = {v: statistics.median(r["rps"] for r in cell[v]) for v in VARIANTS}
+        ratios = {
+            "mem/bare": statistics.median(
+                m["rps"] / b["rps"] for m, b in zip(cell["memory"], cell["bare"], strict=True)
+            ),
+            "redis/mem": statistics.median(
+                r["rps"] / m["rps"] for r, m in zip(cell["redis"], cell["memory"], strict=True)
+            ),
+        }
+        redis_runs = cell["redis"]
+        print(
+            f"{workers:>7} {connections:>5} {rps['bare']:>11,.0f} {rps['memory']:>9,.0f}"
+            f" {rps['redis']:>9,.0f} {ratios['mem/bare']:>8.2f} {ratios['redis/mem']:>9.2f}"
+            f" {statistics.median(r['decisions_per_s'] for r in redis_runs):>11,.0f}"
+            f" {statistics.median(r['round_trips_per_s'] for r in redis_runs):>13,.0f}"
+            f" {statistics.median(r['per_round_trip'] for r in redis_runs):>8.1f}"
+        )
+    print(f"(redis: prefix {prefix}, no deadline miss or failure; {deleted} keys deleted)")
+
+
+if __name__ == "__main__":
+    main()
