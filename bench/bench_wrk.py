@@ -16,6 +16,7 @@ Needs Debian's ``wrk`` (``apt-get install wrk``) and a Redis server on 127.0.0.1
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import os
 import re
@@ -121,18 +122,9 @@ def main() -> None:
     reason = redis_down_reason()
     if reason is not None:
         raise SystemExit(f"the Redis variant needs Redis: {reason}")
-    try:
-        import uvloop  # noqa: F401
-
-        loop = "uvloop"
-    except ImportError:
-        loop = "asyncio"
-    try:
-        import httptools  # noqa: F401
-
-        http = "httptools"
-    except ImportError:
-        http = "h11"
+    # uvicorn picks uvloop and httptools when they are installed (uvicorn[standard]); say which
+    loop = "uvloop" if importlib.util.find_spec("uvloop") is not None else "asyncio"
+    http = "httptools" if importlib.util.find_spec("httptools") is not None else "h11"
     try:
         from redis.utils import HIREDIS_AVAILABLE
     except ImportError:  # pragma: no cover - the redis variant would have failed already
