@@ -136,9 +136,21 @@ def test_session_subject_user_agent_request_id_and_mounts(
     assert second.user_agent == "u" * 256
 
 
+def _from_peer(app: Any, peer: tuple[str, int]) -> Any:
+    """``app`` as if every connection came from ``peer`` (Starlette 0.37's TestClient has no
+    ``client=`` argument)."""
+
+    async def wrapped(scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] in ("http", "websocket"):
+            scope = {**scope, "client": peer}
+        await app(scope, receive, send)
+
+    return wrapped
+
+
 def test_client_ip_follows_the_trusted_proxy_rules(sink: Recorder, issuer: DevIssuer) -> None:
     app = build_app(Reporter(sink), issuer, trusted_proxies=["127.0.0.1"])
-    with TestClient(app, client=("127.0.0.1", 5000)) as client:
+    with TestClient(_from_peer(app, ("127.0.0.1", 5000))) as client:
         client.get("/healthz", headers={"X-Forwarded-For": "203.0.113.9"})
     with TestClient(build_app(Reporter(sink2 := Recorder()), issuer)) as client:
         client.get("/healthz", headers={"X-Forwarded-For": "203.0.113.9"})
