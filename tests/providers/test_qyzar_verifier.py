@@ -353,6 +353,7 @@ async def test_workers_share_verifications_through_redis(
     """Two gates built from the same settings (two workers): the second is served from Redis."""
     if not redis_answers():
         pytest.skip("no Redis server answers")
+    pytest.importorskip("redis.asyncio", reason="the [redis] extra is not installed")
     monkeypatch.setenv("AUTHGATE_PROVIDER", "qyzar")
     monkeypatch.setenv("AUTHGATE_QYZAR__API_URL", qyzar.url)
     monkeypatch.setenv("AUTHGATE_QYZAR__PROJECT_ID", qyzar.fake.project_id)
