@@ -11,6 +11,11 @@ limiter that failed open or went local would still answer 200.
 Needs Debian's ``wrk`` (``apt-get install wrk``) and a Redis server on 127.0.0.1:6379 (database
 15, a fresh key prefix deleted afterwards). Run: ``.venv/bin/python -m bench.bench_wrk``
 (``--quick`` for one short round).
+
+``--reporting`` measures background reporting the same way instead: the bare route with no
+reporter, with a fast sink and with a hanging sink (one worker; 16 and 128 connections). It
+fails if the fast sink's reporter dropped an event or sent nothing while wrk ran, or if the
+hanging one dropped nothing, since either would mean the variant did not run as described.
 """
 
 from __future__ import annotations
@@ -36,6 +41,7 @@ from bench.bench_ratelimit import REDIS_URL, delete_prefix, redis_down_reason
 
 ROOT = Path(__file__).resolve().parents[1]
 VARIANTS = ("bare", "memory", "redis")
+REPORTING_VARIANTS = ("bare", "report_fast", "report_hanging")
 _RATE = re.compile(r"^Requests/sec:\s+([\d.]+)", re.MULTILINE)
 _NON_2XX = re.compile(r"Non-2xx or 3xx responses:\s+(\d+)")
 _ERRORS = re.compile(r"Socket errors:.*")
@@ -98,6 +104,10 @@ def run_cell(
         for name, value in json.loads(path.read_text()).items():
             totals[name] = totals.get(name, 0.0) + float(value)
     shutil.rmtree(stats_dir, ignore_errors=True)
+    if variant == "report_fast" and (not totals.get("sent") or totals.get("dropped")):
+        raise RuntimeError(f"the fast sink's reporter fell behind while wrk ran: {totals}")
+    if variant == "report_hanging" and not totals.get("dropped"):
+        raise RuntimeError(f"the hanging sink's reporter dropped nothing: {totals}")
     if variant == "redis":
         if len(list(totals)) == 0:
             raise RuntimeError("the Redis workers wrote no counters")
@@ -114,11 +124,15 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=5.0)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--quick", action="store_true", help="one round of 3 s per cell")
+    parser.add_argument("--reporting", action="store_true", help="background reporting instead")
     args = parser.parse_args()
     if args.quick:
         args.seconds, args.rounds = 3.0, 1
     if shutil.which("wrk") is None:
         raise SystemExit("wrk is not installed: apt-get install wrk (Debian's package)")
+    if args.reporting:
+        reporting(args.seconds, args.rounds)
+        return
     reason = redis_down_reason()
     if reason is not None:
         raise SystemExit(f"the Redis variant needs Redis: {reason}")
@@ -173,6 +187,26 @@ def main() -> None:
             f" {statistics.median(r['per_round_trip'] for r in redis_runs):>8.1f}"
         )
     print(f"(redis: prefix {prefix}, no deadline miss or failure; {deleted} keys deleted)")
+
+
+def reporting(seconds: float, rounds: int) -> None:
+    """Reporting on (fast sink, hanging sink) against off, one worker, as ratios per round."""
+    print(f"reporting under wrk -t1; {seconds:g} s per cell, median of {rounds} rounds")
+    cells: dict[int, dict[str, list[float]]] = {}
+    for round_number in range(rounds):
+        for connections in (16, 128):
+            order = REPORTING_VARIANTS if round_number % 2 == 0 else REPORTING_VARIANTS[::-1]
+            cell = cells.setdefault(connections, {v: [] for v in REPORTING_VARIANTS})
+            for variant in order:
+                cell[variant].append(run_cell(variant, 1, connections, seconds, "unused:")["rps"])
+    print(f"{'conns':>5} {'off req/s':>10} {'fast/off':>9} {'hanging/off':>12}")
+    for connections, cell in cells.items():
+        fast, hanging, off = cell["report_fast"], cell["report_hanging"], cell["bare"]
+        print(
+            f"{connections:>5} {statistics.median(off):>10,.0f}"
+            f" {statistics.median(a / b for a, b in zip(fast, off, strict=True)):>9.3f}"
+            f" {statistics.median(a / b for a, b in zip(hanging, off, strict=True)):>12.3f}"
+        )
 
 
 if __name__ == "__main__":

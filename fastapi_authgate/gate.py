@@ -268,8 +268,9 @@ class AuthGate:
         scope_items: dict[str, object] = {SCOPE_KEY: self}
         if self.reporter is not None:
             scope_items[REPORTER_SCOPE_KEY] = self.reporter
-            _report_outermost(app, self.reporter)
-        app.add_middleware(ResponseHooksMiddleware, scope_items=scope_items)
+            _report_outermost(app, self.reporter, scope_items)  # it runs the hooks too
+        else:
+            app.add_middleware(ResponseHooksMiddleware, scope_items=scope_items)
         openapi = getattr(app, "openapi", None)
         if callable(openapi):
             setattr(app, "openapi", _with_cookie_scheme(app, openapi, self.session_cookie))  # noqa: B010
@@ -366,13 +367,19 @@ def _first_guard(dependant: Any, depth: int) -> _Guard | None:
     return None
 
 
-def _report_outermost(app: Starlette, reporter: Reporter) -> None:
+def _report_outermost(app: Starlette, reporter: Reporter, scope_items: dict[str, object]) -> None:
     """Wrap the whole middleware stack (error middleware too) so every response is reported,
-    whatever middleware the app adds after ``install``."""
+    whatever middleware the app adds after ``install``.
+
+    The reporting layer also does ``ResponseHooksMiddleware``'s job (the scope items and the
+    response hooks), so the gate installs no second layer watching the same response.
+    """
     build = app.build_middleware_stack
 
     def build_with_reporting() -> Any:
-        return ReportingMiddleware(build(), reporter=reporter)
+        return ReportingMiddleware(
+            build(), reporter=reporter, scope_items=scope_items, response_hooks=True
+        )
 
     app.build_middleware_stack = build_with_reporting  # type: ignore[method-assign]
 

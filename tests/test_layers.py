@@ -21,6 +21,7 @@ LAYERS: dict[str, int] = {
     "_jws": 2,
     "_claims": 2,
     "_http": 2,
+    "_response_hooks": 2,
     "credentials": 2,
     "client_ip": 2,
     "responses": 2,

@@ -13,34 +13,28 @@ The same middleware also copies ``scope_items`` into every HTTP and WebSocket sc
 itself there (``AuthGate.install``), so a guard finds it with one dict lookup instead of
 ``app.state.authgate``, whose ``__getattr__`` fallback raises and catches an ``AttributeError``
 inside attribute lookup on every request; that alone cost more than a cached token check.
+
+With background reporting on, the gate installs
+:class:`~fastapi_authgate.reporting.capture.ReportingMiddleware` outermost in this one's place: it
+watches every response anyway, so it runs the hooks and copies the scope items too, and a request
+pays for one watching layer instead of two.
 """
 
 from __future__ import annotations
 
-import logging
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Mapping
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from fastapi_authgate._response_hooks import (
+    RESPONSE_HOOKS_KEY,
+    ResponseHook,
+    run_response_hooks,
+)
+
+# the hook contract itself lives one layer down (``_response_hooks``), shared with the reporting
+# middleware, which does this middleware's job when reporting is on; re-exported here
 __all__ = ["RESPONSE_HOOKS_KEY", "ResponseHook", "ResponseHooksMiddleware"]
-
-logger = logging.getLogger(__name__)
-
-RESPONSE_HOOKS_KEY = "authgate.response_hooks"
-"""Scope key of the list of hooks (absent when the middleware is not installed)."""
-
-ResponseHook = Callable[[int], Awaitable[None]]
-"""Called once with the HTTP status of the response."""
-
-
-async def _run(hooks: list[ResponseHook], status: int) -> None:
-    pending = hooks[:]
-    hooks.clear()
-    for hook in pending:
-        try:
-            await hook(status)
-        except Exception:
-            logger.exception("response hook %r failed for status %d", hook, status)
 
 
 class ResponseHooksMiddleware:
@@ -72,12 +66,12 @@ class ResponseHooksMiddleware:
             if not started and message["type"] == "http.response.start":
                 started = True
                 if hooks:
-                    await _run(hooks, message["status"])
+                    await run_response_hooks(hooks, message["status"])
             await send(message)
 
         try:
             await self.app(scope, receive, send_with_hooks)
         except Exception:
             if not started and hooks:
-                await _run(hooks, 500)
+                await run_response_hooks(hooks, 500)
             raise

@@ -19,6 +19,7 @@ from fastapi import Depends, FastAPI, WebSocket
 from fastapi_authgate import AuthContext, AuthenticationError, AuthGate, Credentials
 from fastapi_authgate.context import User
 from fastapi_authgate.ratelimit.limiter import RateLimiter
+from fastapi_authgate.reporting import Reporter
 
 REDIS_HOST = "127.0.0.1"
 REDIS_PORT = 6379
@@ -78,9 +79,16 @@ def build_app(
     routes: Sequence[tuple[str, Any]],
     *,
     trusted_proxies: Sequence[str] = (),
+    reporter: Reporter | None = None,
 ) -> tuple[FastAPI, AuthGate]:
-    """An app with the real gate and one ``GET`` route per ``(path, dependency)``."""
-    gate = AuthGate(TableVerifier(), limiter=limiter, trusted_proxies=trusted_proxies)
+    """An app with the real gate and one ``GET`` route per ``(path, dependency)``.
+
+    With a ``reporter`` the gate's reporting middleware watches responses (and runs the response
+    hooks) instead of ``ResponseHooksMiddleware``.
+    """
+    gate = AuthGate(
+        TableVerifier(), limiter=limiter, trusted_proxies=trusted_proxies, reporter=reporter
+    )
     app = FastAPI()
     gate.install(app)
     for path, dependency in routes:

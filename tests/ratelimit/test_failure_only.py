@@ -1,8 +1,14 @@
-"""``count="failures"`` under a race: charged up front, refunded unless the response failed."""
+"""``count="failures"`` under a race: charged up front, refunded unless the response failed.
+
+Every test runs with each of the two layers that can watch the response and run the hooks: the
+gate's ``ResponseHooksMiddleware`` (reporting off) and the reporting middleware, which takes over
+that job when reporting is on, also for a path it does not report.
+"""
 
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Sequence
 
 import httpx
 import pytest
@@ -10,16 +16,33 @@ from fastapi import Depends
 from starlette.responses import JSONResponse
 
 from fastapi_authgate import rate_limited
+from fastapi_authgate.events import Event
 from fastapi_authgate.protocols import RateLimitStore
 from fastapi_authgate.ratelimit.limiter import RateLimiter
+from fastapi_authgate.reporting import Reporter
 from tests.ratelimit.support import build_app
 
 pytestmark = pytest.mark.anyio
 
 
-async def test_parallel_guesses_never_exceed_the_limit_in_flight(store: RateLimitStore) -> None:
+async def _ignore(batch: Sequence[Event]) -> None:
+    return None
+
+
+@pytest.fixture(params=["hooks middleware", "reporting", "reporting, path excluded"])
+def reporter(request: pytest.FixtureRequest) -> Reporter | None:
+    """Which layer runs the response hooks (the reporter's worker is never started here)."""
+    if request.param == "hooks middleware":
+        return None
+    excluded = ["/login"] if request.param.endswith("excluded") else []
+    return Reporter(_ignore, exclude_paths=excluded)
+
+
+async def test_parallel_guesses_never_exceed_the_limit_in_flight(
+    store: RateLimitStore, reporter: Reporter | None
+) -> None:
     """#12 item 3: twenty parallel wrong passwords against 5/minute: five are evaluated."""
-    app, gate = build_app(RateLimiter(store, store_timeout=5), [])
+    app, gate = build_app(RateLimiter(store, store_timeout=5), [], reporter=reporter)
     evaluated = 0
     in_flight = 0
     most_in_flight = 0
@@ -45,8 +68,10 @@ async def test_parallel_guesses_never_exceed_the_limit_in_flight(store: RateLimi
     await gate.limiter.aclose()
 
 
-async def test_successes_and_server_errors_are_refunded(store: RateLimitStore) -> None:
-    app, gate = build_app(RateLimiter(store, store_timeout=5), [])
+async def test_successes_and_server_errors_are_refunded(
+    store: RateLimitStore, reporter: Reporter | None
+) -> None:
+    app, gate = build_app(RateLimiter(store, store_timeout=5), [], reporter=reporter)
 
     @app.post("/login", dependencies=[Depends(rate_limited("2/minute", count="failures"))])
     async def login(password: str) -> JSONResponse:
@@ -67,4 +92,21 @@ async def test_successes_and_server_errors_are_refunded(store: RateLimitStore) -
         assert [r.status_code for r in pair] == [200, 200]
         wrong = [(await client.post("/login?password=wrong")).status_code for _ in range(3)]
         assert wrong == [401, 401, 429]
+    await gate.limiter.aclose()
+
+
+async def test_an_exception_escaping_the_route_is_a_refunded_server_error(
+    store: RateLimitStore, reporter: Reporter | None
+) -> None:
+    """No response started, an exception escapes: the hooks still run, once, with 500."""
+    app, gate = build_app(RateLimiter(store, store_timeout=5), [], reporter=reporter)
+
+    @app.post("/login", dependencies=[Depends(rate_limited("1/minute", count="failures"))])
+    async def login() -> JSONResponse:
+        raise RuntimeError("the password store is down")
+
+    transport = httpx.ASGITransport(app=app, client=("203.0.113.9", 1), raise_app_exceptions=False)
+    async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
+        statuses = [(await client.post("/login")).status_code for _ in range(3)]
+    assert statuses == [500, 500, 500]  # each charge given back: never a 429
     await gate.limiter.aclose()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Sequence
 from typing import Any
 
@@ -12,7 +13,9 @@ from starlette.responses import PlainTextResponse
 
 from fastapi_authgate import AuthContext, AuthGate, ProviderError, rate_limited, require_user
 from fastapi_authgate.events import Event, RequestEvent
+from fastapi_authgate.ratelimit.hooks import ResponseHooksMiddleware
 from fastapi_authgate.reporting import Reporter
+from fastapi_authgate.reporting.capture import ReportingMiddleware, read_headers
 from fastapi_authgate.testing import DevIssuer
 
 
@@ -190,9 +193,34 @@ def test_websockets_and_lifespan_pass_through(sink: Recorder, issuer: DevIssuer)
         await websocket.send_text("hi")
         await websocket.close()
 
-    with TestClient(app) as client, client.websocket_connect("/ws") as socket:
-        assert socket.receive_text() == "hi"
+    @app.websocket("/ws/guarded")
+    async def guarded(websocket: WebSocket, auth: AuthContext = Depends(require_user)) -> None:
+        await websocket.accept()
+        await websocket.send_text(auth.subject)
+        await websocket.close()
+
+    token = issuer.issue("alice")
+    with TestClient(app) as client:
+        with client.websocket_connect("/ws") as socket:
+            assert socket.receive_text() == "hi"
+        # the reporting layer put the gate into the socket's scope (it replaces the hooks layer)
+        headers = {"Authorization": f"Bearer {token}"}
+        with client.websocket_connect("/ws/guarded", headers=headers) as socket:
+            assert socket.receive_text() == "alice"
     assert sink.requests() == []
+
+
+def test_one_layer_watches_responses_when_reporting_is_on(
+    sink: Recorder, issuer: DevIssuer
+) -> None:
+    """The reporting layer runs the response hooks itself: no second layer watches each response."""
+    app = build_app(Reporter(sink), issuer)
+    assert ResponseHooksMiddleware not in [m.cls for m in app.user_middleware]  # type: ignore[comparison-overlap]
+    layer: Any = app.build_middleware_stack()
+    assert isinstance(layer, ReportingMiddleware) and layer.response_hooks
+    while layer is not None:
+        assert not isinstance(layer, ResponseHooksMiddleware)
+        layer = getattr(layer, "app", None)
 
 
 def test_reporting_off_adds_no_middleware(issuer: DevIssuer) -> None:
@@ -228,3 +256,63 @@ def test_the_gate_counts_through_its_reporter(sink: Recorder, issuer: DevIssuer)
         assert gate.reporter.running
     assert gate.reporter.counters.sent == 3
     assert not gate.reporter.running
+
+
+REQUEST_IDS = [
+    (b"req-42", "req-42"),
+    (b"a" * 128, "a" * 128),
+    (b"a" * 129, None),  # too long: dropped, never cut
+    (b"", None),
+    (b"has space", None),
+    (b"tab\there", None),
+    (b"caf\xc3\xa9", None),  # not ASCII
+    (b"\x7f", None),  # DEL is not visible
+    (b"!~", "!~"),  # the two ends of the visible range
+]
+
+
+@pytest.mark.parametrize(("raw", "reported"), REQUEST_IDS)
+def test_a_request_id_is_reported_only_when_it_is_short_visible_ascii(
+    raw: bytes, reported: str | None
+) -> None:
+    """The middleware (inlined for speed) and ``read_headers`` (login events) agree on each id."""
+    scope: dict[str, Any] = {
+        "type": "http",
+        "method": "GET",
+        "path": "/x",
+        "root_path": "",
+        "headers": [(b"x-request-id", raw), (b"user-agent", b"probe/1")],
+        "client": ("10.0.0.9", 1234),
+    }
+    assert read_headers(scope) == ("probe/1", reported)
+
+    events: list[Event] = []
+    reporter = Reporter(lambda batch: _collect(events, batch))
+    reporter.submit = events.append  # type: ignore[method-assign,assignment]
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        await send({"type": "http.response.start", "status": 204, "headers": []})
+        await send({"type": "http.response.body", "body": b""})
+
+    async def receive() -> dict[str, Any]:
+        return {"type": "http.request", "body": b""}
+
+    sent: list[dict[str, Any]] = []
+
+    async def send(message: Any) -> None:
+        sent.append(message)
+
+    asyncio.run(ReportingMiddleware(app, reporter=reporter)(scope, receive, send))
+    assert [m["type"] for m in sent] == ["http.response.start", "http.response.body"]
+    (event,) = events
+    assert isinstance(event, RequestEvent)
+    assert (event.status, event.request_id, event.user_agent, event.ip) == (
+        204,
+        reported,
+        "probe/1",
+        "10.0.0.9",
+    )
+
+
+async def _collect(events: list[Event], batch: Sequence[Event]) -> None:
+    events.extend(batch)
