@@ -4,6 +4,9 @@ Every variant is the same app (a gate, ``GET /r`` behind ``require_user`` with a
 returning the same dict), so only reporting differs:
 
 - ``off``      no reporter: the baseline (``AUTHGATE_REPORTING__SINK`` unset)
+- ``off_twin`` a second app built exactly like ``off``: ``off_twin / off`` is how far two
+               identical apps differ in this harness (a few percent), the resolution of every
+               other figure
 - ``fast``     a reporter whose sink accepts every batch at once; its worker runs in the same
                event loop, so the cost of draining is charged to this variant too
 - ``log``      the log sink, writing JSON lines to a file handler on ``/dev/null``
@@ -67,7 +70,8 @@ def main() -> None:
         "hanging": Reporter(HangingSink(), queue_size=1000, send_timeout=3600, shutdown_deadline=0),
     }
     apps: dict[str, Any] = {
-        "off": one_route_app(AuthGate(issuer.verifier()), require_user, as_parameter=True)
+        name: one_route_app(AuthGate(issuer.verifier()), require_user, as_parameter=True)
+        for name in ("off", "off_twin")
     }
     for name, reporter in reporters.items():
         gate = AuthGate(issuer.verifier(), reporter=reporter)

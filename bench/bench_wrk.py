@@ -12,10 +12,12 @@ Needs Debian's ``wrk`` (``apt-get install wrk``) and a Redis server on 127.0.0.1
 15, a fresh key prefix deleted afterwards). Run: ``.venv/bin/python -m bench.bench_wrk``
 (``--quick`` for one short round).
 
-``--reporting`` measures background reporting the same way instead: the bare route with no
-reporter, with a fast sink and with a hanging sink (one worker; 16 and 128 connections). It
-fails if the fast sink's reporter dropped an event or sent nothing while wrk ran, or if the
-hanging one dropped nothing, since either would mean the variant did not run as described.
+``--reporting`` measures background reporting instead: the bare route with no reporter, with a
+fast sink and with a hanging sink, one uvicorn worker each, 16 and 128 connections. The three
+servers start once and stay warm, and each round drives each of them for ``--seconds`` in an
+alternating order (``--seconds 1 --rounds 30`` is a good run). It fails if the fast sink's
+reporter dropped an event or sent nothing, or if the hanging one dropped nothing, since either
+would mean the variant did not run as described.
 """
 
 from __future__ import annotations
@@ -44,7 +46,6 @@ VARIANTS = ("bare", "memory", "redis")
 REPORTING_VARIANTS = ("bare", "report_fast", "report_hanging")
 _RATE = re.compile(r"^Requests/sec:\s+([\d.]+)", re.MULTILINE)
 _NON_2XX = re.compile(r"Non-2xx or 3xx responses:\s+(\d+)")
-_ERRORS = re.compile(r"Socket errors:.*")
 
 
 def _free_port() -> int:
@@ -53,61 +54,83 @@ def _free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def run_cell(
-    variant: str, workers: int, connections: int, seconds: float, prefix: str
-) -> dict[str, float]:
-    """Serve ``variant`` with ``workers`` workers, drive it with wrk; throughput and counters."""
-    port = _free_port()
-    stats_dir = tempfile.mkdtemp(prefix="authgate-wrk-")
-    env = {
-        **os.environ,
-        "BENCH_VARIANT": variant,
-        "BENCH_REDIS_URL": REDIS_URL,
-        "BENCH_REDIS_PREFIX": prefix,
-        "BENCH_STATS_DIR": stats_dir,
-    }
-    command = [sys.executable, "-m", "uvicorn", "bench.wrk_app:app", "--host", "127.0.0.1"]
-    command += ["--port", str(port), "--workers", str(workers)]
-    command += ["--log-level", "warning", "--no-access-log"]
-    server = subprocess.Popen(command, cwd=ROOT, env=env)
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                if httpx.get(f"http://127.0.0.1:{port}/r", timeout=1).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            if time.monotonic() > deadline or server.poll() is not None:
-                raise RuntimeError(f"uvicorn ({variant}, {workers} workers) did not start")
-            time.sleep(0.1)
-        if workers > 1:
-            time.sleep(1.0)  # let every worker finish starting before the clock runs
-        out = subprocess.run(
-            ["wrk", "-t1", f"-c{connections}", f"-d{seconds:g}s", f"http://127.0.0.1:{port}/r"],
-            capture_output=True,
-            text=True,
-            check=True,
-        ).stdout
-    finally:
-        server.terminate()
-        server.wait(timeout=30)
+class Server:
+    """``bench/wrk_app.py`` as ``variant`` under uvicorn on a free loopback port.
+
+    :meth:`stop` ends it and returns the counters its workers wrote when they shut down.
+    """
+
+    def __init__(self, variant: str, workers: int, prefix: str) -> None:
+        self.variant = variant
+        self.port = _free_port()
+        self.url = f"http://127.0.0.1:{self.port}/r"
+        self._stats_dir = tempfile.mkdtemp(prefix="authgate-wrk-")
+        env = {
+            **os.environ,
+            "BENCH_VARIANT": variant,
+            "BENCH_REDIS_URL": REDIS_URL,
+            "BENCH_REDIS_PREFIX": prefix,
+            "BENCH_STATS_DIR": self._stats_dir,
+        }
+        command = [sys.executable, "-m", "uvicorn", "bench.wrk_app:app", "--host", "127.0.0.1"]
+        command += ["--port", str(self.port), "--workers", str(workers)]
+        command += ["--log-level", "warning", "--no-access-log"]
+        self._process = subprocess.Popen(command, cwd=ROOT, env=env)
+        try:
+            deadline = time.monotonic() + 60
+            while True:
+                try:
+                    if httpx.get(self.url, timeout=1).status_code == 200:
+                        break
+                except httpx.TransportError:
+                    pass
+                if time.monotonic() > deadline or self._process.poll() is not None:
+                    raise RuntimeError(f"uvicorn ({variant}, {workers} workers) did not start")
+                time.sleep(0.1)
+            if workers > 1:
+                time.sleep(1.0)  # let every worker finish starting before the clock runs
+        except BaseException:
+            self.stop()
+            raise
+
+    def stop(self) -> dict[str, float]:
+        self._process.terminate()
+        self._process.wait(timeout=30)
+        totals: dict[str, float] = {}
+        for path in Path(self._stats_dir).glob("*.json"):
+            for name, value in json.loads(path.read_text()).items():
+                totals[name] = totals.get(name, 0.0) + float(value)
+        shutil.rmtree(self._stats_dir, ignore_errors=True)
+        return totals
+
+
+def drive(url: str, connections: int, seconds: float, variant: str) -> float:
+    """``wrk -t1`` against ``url``; requests per second. Raises on any response that is not 200."""
+    out = subprocess.run(
+        ["wrk", "-t1", f"-c{connections}", f"-d{seconds:g}s", url],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
     rate = _RATE.search(out)
     if rate is None:
         raise RuntimeError(f"no Requests/sec in wrk's output:\n{out}")
     bad = _NON_2XX.search(out)
     if bad is not None:
         raise RuntimeError(f"{variant}: {bad.group(1)} responses were not 200:\n{out}")
-    result = {"rps": float(rate.group(1)), "socket_errors": 1.0 if _ERRORS.search(out) else 0.0}
-    totals: dict[str, float] = {}
-    for path in Path(stats_dir).glob("*.json"):
-        for name, value in json.loads(path.read_text()).items():
-            totals[name] = totals.get(name, 0.0) + float(value)
-    shutil.rmtree(stats_dir, ignore_errors=True)
-    if variant == "report_fast" and (not totals.get("sent") or totals.get("dropped")):
-        raise RuntimeError(f"the fast sink's reporter fell behind while wrk ran: {totals}")
-    if variant == "report_hanging" and not totals.get("dropped"):
-        raise RuntimeError(f"the hanging sink's reporter dropped nothing: {totals}")
+    return float(rate.group(1))
+
+
+def run_cell(
+    variant: str, workers: int, connections: int, seconds: float, prefix: str
+) -> dict[str, float]:
+    """Serve ``variant`` with ``workers`` workers, drive it with wrk; throughput and counters."""
+    server = Server(variant, workers, prefix)
+    try:
+        rps = drive(server.url, connections, seconds, variant)
+    finally:
+        totals = server.stop()
+    result = {"rps": rps}
     if variant == "redis":
         if len(list(totals)) == 0:
             raise RuntimeError("the Redis workers wrote no counters")
@@ -190,23 +213,46 @@ def main() -> None:
 
 
 def reporting(seconds: float, rounds: int) -> None:
-    """Reporting on (fast sink, hanging sink) against off, one worker, as ratios per round."""
-    print(f"reporting under wrk -t1; {seconds:g} s per cell, median of {rounds} rounds")
-    cells: dict[int, dict[str, list[float]]] = {}
-    for round_number in range(rounds):
+    """Reporting on (fast sink, hanging sink) against off: warm servers, short alternating bursts.
+
+    The three servers (one uvicorn worker each) start once and stay up, and each round drives
+    each of them for ``seconds`` in an order that alternates, so a ratio compares bursts a few
+    seconds apart on servers that are all equally warm; a server's start-up and first requests,
+    which scatter far more than reporting costs, are outside every figure.
+    """
+    print(f"reporting under wrk -t1, warm servers; {seconds:g} s bursts, median of {rounds} rounds")
+    servers = {variant: Server(variant, 1, "unused:") for variant in REPORTING_VARIANTS}
+    rates: dict[int, dict[str, list[float]]] = {}
+    try:
         for connections in (16, 128):
-            order = REPORTING_VARIANTS if round_number % 2 == 0 else REPORTING_VARIANTS[::-1]
-            cell = cells.setdefault(connections, {v: [] for v in REPORTING_VARIANTS})
-            for variant in order:
-                cell[variant].append(run_cell(variant, 1, connections, seconds, "unused:")["rps"])
+            cell = rates.setdefault(connections, {v: [] for v in REPORTING_VARIANTS})
+            for variant, server in servers.items():  # warm-up, not counted
+                drive(server.url, connections, 1, variant)
+            for round_number in range(rounds):
+                order = REPORTING_VARIANTS if round_number % 2 == 0 else REPORTING_VARIANTS[::-1]
+                for variant in order:
+                    cell[variant].append(drive(servers[variant].url, connections, seconds, variant))
+    finally:
+        totals = {variant: server.stop() for variant, server in servers.items()}
+    fast, hanging = totals["report_fast"], totals["report_hanging"]
     print(f"{'conns':>5} {'off req/s':>10} {'fast/off':>9} {'hanging/off':>12}")
-    for connections, cell in cells.items():
-        fast, hanging, off = cell["report_fast"], cell["report_hanging"], cell["bare"]
+    for connections, cell in rates.items():
+        off = cell["bare"]
         print(
             f"{connections:>5} {statistics.median(off):>10,.0f}"
-            f" {statistics.median(a / b for a, b in zip(fast, off, strict=True)):>9.3f}"
-            f" {statistics.median(a / b for a, b in zip(hanging, off, strict=True)):>12.3f}"
+            f" {_median_ratio(cell['report_fast'], off):>9.3f}"
+            f" {_median_ratio(cell['report_hanging'], off):>12.3f}"
         )
+    print(f"fast sink: {fast}\nhanging sink: {hanging}")
+    if not fast.get("sent") or fast.get("dropped"):
+        raise SystemExit("the fast sink's reporter fell behind (or sent nothing): no figure")
+    if not hanging.get("dropped"):
+        raise SystemExit("the hanging sink's reporter dropped nothing: no figure")
+
+
+def _median_ratio(rates: list[float], base: list[float]) -> float:
+    """Median over rounds of ``rates / base`` taken within each round."""
+    return statistics.median(a / b for a, b in zip(rates, base, strict=True))
 
 
 if __name__ == "__main__":
