@@ -19,35 +19,24 @@ reports, its reporter's counters, read before the shutdown flush) to
 
 from __future__ import annotations
 
-import asyncio
 import json
 import logging
 import os
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 
 from fastapi import FastAPI
 
 from bench._apps import one_route_app
+from bench.bench_reporting import FastSink, HangingSink
 from fastapi_authgate import AuthGate, rate_limited
-from fastapi_authgate.events import Event
 from fastapi_authgate.providers.dev import DevIssuer
 from fastapi_authgate.ratelimit.limiter import RateLimiter
 from fastapi_authgate.reporting import Reporter
 
 NEVER_REFUSES = "1000000000/second"
 VARIANT = os.environ.get("BENCH_VARIANT", "bare")
-
-
-class FastSink:
-    async def send(self, events: Sequence[Event]) -> None:
-        return None
-
-
-class HangingSink:
-    async def send(self, events: Sequence[Event]) -> None:
-        await asyncio.Event().wait()
 
 
 limiter: RateLimiter | None = None

@@ -23,6 +23,7 @@ from starlette.types import Message, Send
 
 __all__ = ["RESPONSE_HOOKS_KEY", "ResponseHook", "run_response_hooks", "send_after_hooks"]
 
+# the name the hook runner always logged under, so operators' logging configuration still applies
 logger = logging.getLogger("fastapi_authgate.ratelimit.hooks")
 
 RESPONSE_HOOKS_KEY = "authgate.response_hooks"

@@ -22,7 +22,7 @@ pays for one watching layer instead of two.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Awaitable, Mapping
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -30,6 +30,7 @@ from fastapi_authgate._response_hooks import (
     RESPONSE_HOOKS_KEY,
     ResponseHook,
     run_response_hooks,
+    send_after_hooks,
 )
 
 # the hook contract itself lives one layer down (``_response_hooks``), shared with the reporting
@@ -61,13 +62,14 @@ class ResponseHooksMiddleware:
         scope[RESPONSE_HOOKS_KEY] = hooks
         started = False
 
-        async def send_with_hooks(message: Message) -> None:
+        def send_with_hooks(message: Message) -> Awaitable[None]:
+            # a plain function handing back an awaitable: no coroutine of its own per message
             nonlocal started
             if not started and message["type"] == "http.response.start":
                 started = True
                 if hooks:
-                    await run_response_hooks(hooks, message["status"])
-            await send(message)
+                    return send_after_hooks(hooks, send, message)
+            return send(message)
 
         try:
             await self.app(scope, receive, send_with_hooks)

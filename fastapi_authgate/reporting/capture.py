@@ -68,6 +68,13 @@ _VISIBLE_ASCII = bytes(range(0x21, 0x7F))
 """What a request id may hold: ``bytes.translate`` deleting these leaves nothing of a good one."""
 
 
+def _request_id(value: bytes) -> str | None:
+    """The request id when it is 1-128 visible ASCII characters (no spaces), else ``None``."""
+    if 0 < len(value) <= _MAX_REQUEST_ID and not value.translate(None, _VISIBLE_ASCII):
+        return value.decode("ascii")
+    return None
+
+
 def read_headers(
     scope: Scope, request_id_header: bytes = b"x-request-id"
 ) -> tuple[str | None, str | None]:
@@ -82,11 +89,7 @@ def read_headers(
         if name == _USER_AGENT:
             user_agent = value[:_MAX_USER_AGENT].decode("latin-1")
         elif name == request_id_header:
-            request_id = (
-                value.decode("ascii")
-                if 0 < len(value) <= _MAX_REQUEST_ID and not value.translate(None, _VISIBLE_ASCII)
-                else None
-            )
+            request_id = _request_id(value)
     return user_agent, request_id
 
 
@@ -184,12 +187,7 @@ class ReportingMiddleware:
                     if name == _USER_AGENT:
                         user_agent = value[:_MAX_USER_AGENT].decode("latin-1")
                     elif name == wanted:
-                        request_id = (
-                            value.decode("ascii")
-                            if 0 < len(value) <= _MAX_REQUEST_ID
-                            and not value.translate(None, _VISIBLE_ASCII)
-                            else None
-                        )
+                        request_id = _request_id(value)
                 auth = scope.get("auth")
                 if type(auth) is AuthContext:  # not another library's auth object
                     subject: str | None = auth.subject
