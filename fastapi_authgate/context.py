@@ -19,9 +19,9 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from types import MappingProxyType
-from typing import Any, Literal, NamedTuple
+from typing import TYPE_CHECKING, Any, Literal, NamedTuple
 
 __all__ = [
     "AuthContext",
@@ -145,16 +145,33 @@ def freeze_mapping(data: Mapping[str, Any] | None) -> Mapping[str, Any]:
     return MappingProxyType({key: _frozen(item) for key, item in data.items()})
 
 
-def freeze_claims(claims: dict[str, Any]) -> Mapping[str, Any]:
-    """Deep-freeze a claims ``dict`` that the caller owns and will not touch again, in place.
+# Claim names nearly every token carries. The JSON decoder makes new key strings for every
+# token, and a verified token's claims stay in the token cache until it expires, so
+# :func:`freeze_claims` swaps these for one shared string each (about a quarter of what a
+# cached token keeps in memory; new memory per fresh token costs more than the lookups).
+_SHARED_NAMES: dict[str, str] = {
+    name: name
+    for name in (
+        "iss", "sub", "aud", "exp", "nbf", "iat", "jti", "sid", "azp", "scope", "scp",
+        "permissions", "roles", "client_id", "auth_time", "nonce", "email", "name",
+        "email_verified", "preferred_username", "typ", "ver", "tid", "oid", "org_id",
+    )
+}  # fmt: skip
 
-    For a verifier's freshly decoded payload: no top-level copy, and scalar claims (nearly all
-    of them) cost a type check.
+
+def freeze_claims(claims: dict[str, Any]) -> Mapping[str, Any]:
+    """Deep-freeze a claims ``dict`` that the caller owns and will not touch again.
+
+    For a verifier's freshly decoded payload: scalar claims (nearly all of them) cost a type
+    check, and common claim names are shared strings (see ``_SHARED_NAMES``).
     """
-    for name, value in claims.items():
-        if type(value) not in _SCALARS:
-            claims[name] = _frozen(value)
-    return MappingProxyType(claims)
+    shared = _SHARED_NAMES.get
+    scalars = _SCALARS
+    frozen = {
+        shared(name, name): value if type(value) in scalars else _frozen(value)
+        for name, value in claims.items()
+    }
+    return MappingProxyType(frozen)
 
 
 @dataclass(frozen=True, slots=True)
@@ -196,26 +213,49 @@ class AuthContext:
         scopes: frozenset[str],
         session_id: str | None,
         claims: Mapping[str, Any],
-        expires_at: datetime | None,
     ) -> AuthContext:
         """Build a context from values the caller guarantees: ``claims`` from
-        :func:`freeze_claims`, the rest immutable. Skips ``__post_init__``'s walk; a verifier
-        builds one per fresh token, so the few microseconds count."""
+        :func:`freeze_claims` (``exp``, when present, a timestamp the verifier checked), the rest
+        immutable. A verifier builds one per fresh token, so the microseconds count: it skips
+        ``__post_init__``'s walk, sets each slot through its descriptor (``object.__setattr__``
+        would look every name up again) and leaves ``expires_at`` to be made from ``exp`` when
+        first read (most routes never read it, and a cached context would keep it for nothing).
+        """
         self = object.__new__(cls)
-        setter = object.__setattr__
-        setter(self, "subject", subject)
-        setter(self, "provider", provider)
-        setter(self, "credential", credential)
-        setter(self, "scopes", scopes)
-        setter(self, "session_id", session_id)
-        setter(self, "claims", claims)
-        setter(self, "expires_at", expires_at)
-        setter(self, "user", None)
+        s = _CONTEXT_SLOTS
+        s[0](self, subject)
+        s[1](self, provider)
+        s[2](self, credential)
+        s[3](self, scopes)
+        s[4](self, session_id)
+        s[5](self, claims)
+        s[7](self, None)
         return self
+
+    if not TYPE_CHECKING:  # hidden from type checkers: every other name stays an error there
+
+        def __getattr__(self, name: str) -> Any:
+            # reached only for a slot never set: the expiry of a context from _from_verified
+            if name != "expires_at":
+                raise AttributeError(
+                    f"{type(self).__name__!r} object has no attribute {name!r}", name=name, obj=self
+                )
+            exp = self.claims.get("exp")
+            expires_at = datetime.fromtimestamp(exp, UTC) if exp is not None else None
+            _CONTEXT_SLOTS[6](self, expires_at)
+            return expires_at
 
     def has_scopes(self, required: tuple[str, ...] | list[str] | frozenset[str]) -> bool:
         """True when every required scope is granted (the empty requirement always holds)."""
         return self.scopes.issuperset(required)
+
+
+_CONTEXT_FIELDS = (
+    "subject", "provider", "credential", "scopes", "session_id", "claims", "expires_at", "user",
+)  # fmt: skip
+# every field, in the order _from_verified sets them: a new field must be added to both
+assert tuple(AuthContext.__dataclass_fields__) == _CONTEXT_FIELDS
+_CONTEXT_SLOTS: tuple[Any, ...] = tuple(getattr(AuthContext, f).__set__ for f in _CONTEXT_FIELDS)
 
 
 class Credentials(NamedTuple):

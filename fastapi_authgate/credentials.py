@@ -29,11 +29,15 @@ from starlette.requests import HTTPConnection
 from fastapi_authgate.context import Credentials
 from fastapi_authgate.errors import AuthenticationError
 
-__all__ = ["parse_bearer", "raw_bearer", "read_cookies", "read_credentials"]
+__all__ = ["bearer_credentials", "parse_bearer", "raw_bearer", "read_cookies", "read_credentials"]
 
 _B64TOKEN_ALPHABET = (string.ascii_letters + string.digits + "-._~+/=").encode("ascii")
 _MAX_BEARER = 16 * 1024
 _MAX_COOKIE = 16 * 1024
+_new_tuple = tuple.__new__
+# every field of Credentials after ``bearer``, at its default: a bearer-only Credentials
+assert Credentials._fields[0] == "bearer"
+_AFTER_BEARER = tuple(Credentials._field_defaults[name] for name in Credentials._fields[1:])
 
 
 def parse_bearer(value: str | bytes) -> str | None:
@@ -42,16 +46,32 @@ def parse_bearer(value: str | bytes) -> str | None:
     scheme, sep, rest = raw.partition(b" ")
     if scheme.lower() != b"bearer":
         return None
-    token = rest.strip(b" ")
+    if not sep:
+        raise AuthenticationError("Malformed bearer credentials")
+    return bearer_credentials(rest.strip(b" ")).bearer
+
+
+def bearer_credentials(token: bytes) -> Credentials:
+    """Credentials holding just ``token`` (what follows ``Bearer ``, spaces trimmed), if valid.
+
+    The one rule for a bearer token's syntax: :func:`parse_bearer` applies it, and so does the
+    gate to what :func:`raw_bearer` found when the verified-token cache missed (the very bytes
+    :func:`parse_bearer` would have checked, and beside a bearer token :func:`read_credentials`
+    reads nothing), so a fresh token walks the headers once. Built with ``tuple.__new__``: a
+    named tuple's own ``__new__`` is a Python frame, on the path of every fresh token.
+
+    Raises:
+        AuthenticationError: empty, over 16 KiB, outside the RFC 6750 ``b64token`` alphabet, or
+            ``=`` anywhere but at the end.
+    """
     if (
-        not sep
-        or not token
+        not token
         or len(token) > _MAX_BEARER
         or token.translate(None, _B64TOKEN_ALPHABET)
         or b"=" in token.rstrip(b"=")
     ):
         raise AuthenticationError("Malformed bearer credentials")
-    return token.decode("ascii")
+    return _new_tuple(Credentials, (token.decode("ascii"), *_AFTER_BEARER))
 
 
 def raw_bearer(headers: list[tuple[bytes, bytes]]) -> bytes | None:

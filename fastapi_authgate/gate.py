@@ -22,8 +22,8 @@ from starlette.types import Scope
 
 from fastapi_authgate._jose import check_algorithms
 from fastapi_authgate.client_ip import ClientIPResolver
-from fastapi_authgate.context import AuthContext
-from fastapi_authgate.credentials import raw_bearer, read_credentials
+from fastapi_authgate.context import AuthContext, Credentials
+from fastapi_authgate.credentials import bearer_credentials, raw_bearer, read_credentials
 from fastapi_authgate.errors import (
     AuthenticationError,
     AuthGateError,
@@ -186,27 +186,35 @@ class AuthGate:
         gate verified (another issuer's token) or anything written at ``request.state.auth`` is
         never taken as proof. A bearer token the verifier has verified before is answered from its
         cache (``cached_bearer``) before any credential is parsed: the repeated-token case is the
-        common one and costs a hash and a lookup.
+        common one and costs a hash and a lookup. When that lookup misses, the token it was given
+        is checked and verified as it is; the headers are not walked a second time.
         """
         scope = conn.scope
         verified = scope.get(VERIFIED_KEY)
         if verified is not None and verified[0] is self:
             return verified[1]  # type: ignore[no-any-return]
         context: AuthContext | None = None
+        credentials: Credentials | None = None
+        token: bytes | None = None
         lookup = self._cached_bearer
         if lookup is not None:
             token = raw_bearer(scope["headers"])
             if token is not None:
                 context = lookup(token)
-        if context is None and self._cached_cookies is not None:
+                if context is None:
+                    # the one Authorization header holds a bearer token: exactly the bytes
+                    # read_credentials would check, and beside one it would read nothing else
+                    credentials = bearer_credentials(token)
+        if token is None and self._cached_cookies is not None:
             context = self._cached_cookies(scope["headers"])
         if context is None:
-            credentials = read_credentials(
-                conn, cookie_names=self._cookie_names, unique_cookies=self._unique_cookies
-            )
             if credentials is None:
-                scope[VERIFIED_KEY] = (self, None)
-                return None
+                credentials = read_credentials(
+                    conn, cookie_names=self._cookie_names, unique_cookies=self._unique_cookies
+                )
+                if credentials is None:
+                    scope[VERIFIED_KEY] = (self, None)
+                    return None
             context = await self.verifier.verify(credentials)
             if context is None:
                 if credentials.bearer is not None or credentials.api_key is not None:

@@ -5,6 +5,8 @@ from __future__ import annotations
 import copy
 import json
 from collections.abc import Callable
+from dataclasses import FrozenInstanceError
+from datetime import UTC, datetime
 from types import MappingProxyType
 from typing import Any
 
@@ -12,7 +14,7 @@ import pytest
 from fastapi import Depends, FastAPI
 from fastapi.testclient import TestClient
 
-from fastapi_authgate import AuthContext, AuthGate, User, require_user
+from fastapi_authgate import AuthContext, AuthGate, Credentials, User, require_user
 from fastapi_authgate.context import FrozenDict, FrozenList, freeze_claims, freeze_mapping
 from fastapi_authgate.providers.dev import DevIssuer
 
@@ -111,3 +113,48 @@ def test_a_route_cannot_change_what_later_requests_see() -> None:
         second = client.get("/tamper", headers=headers).json()  # served from the token cache
     assert first == {"outcome": "refused+refused", "roles": ["reader"]}
     assert second == first
+
+
+@pytest.mark.anyio
+async def test_cached_contexts_share_claim_names_and_equal_scope_sets() -> None:
+    # a cached token keeps its context until it expires; names every token carries and scope
+    # sets that many tokens share are kept once, not once per token
+    issuer = DevIssuer()
+    verifier = issuer.verifier()
+    first = await verifier.verify(Credentials(bearer=issuer.issue("ann", scopes=["read", "b"])))
+    second = await verifier.verify(Credentials(bearer=issuer.issue("bob", scopes=["b", "read"])))
+    assert first is not None and second is not None
+    assert first.scopes == {"read", "b"} and first.scopes is second.scopes
+    for name in ("sub", "exp", "iss", "jti"):
+        (a,) = (key for key in first.claims if key == name)
+        (b,) = (key for key in second.claims if key == name)
+        assert a is b, name
+    assert first.claims["sub"] == "ann" and second.claims["sub"] == "bob"
+
+
+def test_freeze_claims_keeps_unusual_names_as_they_are() -> None:
+    claims = {"https://example.com/tenant": "t1", "exp": 1, "x-\u00e9": [1]}
+    frozen = freeze_claims(dict(claims))
+    assert frozen == claims and list(frozen) == list(claims)
+
+
+@pytest.mark.anyio
+async def test_a_verified_context_has_its_expiry_and_equals_one_built_by_hand() -> None:
+    issuer = DevIssuer()
+    token = issuer.issue("ann", scopes=["read"], ttl=600)
+    context = await issuer.verifier().verify(Credentials(bearer=token))
+    assert context is not None
+    by_hand = AuthContext(
+        subject="ann",
+        provider=context.provider,
+        credential="bearer",
+        scopes=frozenset({"read"}),
+        claims=dict(context.claims),
+        expires_at=datetime.fromtimestamp(context.claims["exp"], tz=UTC),
+    )
+    assert context == by_hand and repr(context) == repr(by_hand)
+    assert context.expires_at == by_hand.expires_at and context.expires_at is context.expires_at
+    with pytest.raises(AttributeError, match="no attribute 'expiry'"):
+        context.expiry  # type: ignore[attr-defined]  # noqa: B018
+    with pytest.raises(FrozenInstanceError):
+        context.expires_at = None  # type: ignore[misc]

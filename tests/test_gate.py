@@ -13,11 +13,14 @@ from starlette.requests import Request
 
 from fastapi_authgate import (
     AuthContext,
+    AuthenticationError,
     AuthGate,
     AuthGateSettings,
     ConfigurationError,
+    Credentials,
     require_user,
 )
+from fastapi_authgate.credentials import parse_bearer, read_credentials
 from fastapi_authgate.providers.dev import DevIssuer
 from fastapi_authgate.ratelimit.hooks import ResponseHooksMiddleware
 from tests.test_dependencies import TableVerifier
@@ -233,3 +236,57 @@ def test_jwks_verifier_answers_a_repeated_token_from_its_cache() -> None:
     assert cached is not None and cached.subject == "dana"
     assert verifier.cached_bearer((token + "x").encode()) is None
     assert issuer.verifier(token_cache_size=0).cached_bearer(token.encode()) is None
+
+
+class RecordingVerifier(CachingTableVerifier):
+    """Records the credentials the gate hands over after a cache miss."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.seen: list[Credentials] = []
+
+    async def verify(self, credentials: Credentials) -> AuthContext | None:
+        self.seen.append(credentials)
+        return await super().verify(credentials)
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        "Bearer a b",  # a space inside the token
+        "Bearer a==b",  # padding before the end
+        "Bearer a\x7fb",  # outside the b64token alphabet
+        "Bearer " + "a" * (16 * 1024 + 1),  # over 16 KiB
+        "bearer    ",  # only spaces after the scheme
+    ],
+)
+def test_a_missed_bearer_is_checked_exactly_as_the_full_path_checks_it(value: str) -> None:
+    # the gate checks the bytes the cache lookup missed on instead of reading the headers again;
+    # every malformed token must still be a 401 that never reaches the verifier
+    verifier = RecordingVerifier()
+    client = _app_with(verifier)
+    response = client.get("/me", headers={"Authorization": value})
+    assert response.status_code == 401
+    assert 'error="invalid_token"' in response.headers["www-authenticate"]
+    assert verifier.seen == []
+    with pytest.raises(AuthenticationError):
+        parse_bearer(value)
+
+
+def test_a_missed_bearer_reaches_the_verifier_as_the_only_credential() -> None:
+    verifier = RecordingVerifier()
+    client = _app_with(verifier)
+    headers = {"Authorization": "Bearer  root ", "Cookie": "authgate_session=alice"}
+    assert client.get("/me", headers=headers).json() == {"subject": "root"}
+    assert verifier.looked_up == [b"root"]
+    assert verifier.seen == [Credentials(bearer="root")]
+    assert verifier.seen[0] == read_credentials_of(headers)
+
+
+def read_credentials_of(headers: dict[str, str]) -> Credentials | None:
+    """What the full path reads from ``headers`` (the gate's cookie, no API key header)."""
+    scope = {
+        "type": "http",
+        "headers": [(k.lower().encode(), v.encode()) for k, v in headers.items()],
+    }
+    return read_credentials(Request(scope), cookie_names=("authgate_session",))

@@ -129,3 +129,15 @@ def test_only_canonical_base64url_is_accepted(part: int) -> None:
         spelled[part] = other
         with pytest.raises(AuthenticationError, match="malformed"):
             parse_compact(".".join(spelled))
+
+
+def test_bytes_parse_as_their_text_does_and_must_be_ascii() -> None:
+    token = f"{HEADER}.{segment({'sub': 'u', 'exp': 1})}.{b64(b'sig')}"
+    assert parse_compact(token.encode()) == parse_compact(token)
+    with pytest.raises(AuthenticationError, match="malformed"):
+        parse_compact(token.encode()[:-1] + "\u00e9".encode())
+    with pytest.raises(AuthenticationError, match="too large"):
+        parse_compact(token.encode(), max_length=len(token) - 1)
+    for not_a_token in (None, 7, bytearray(token.encode())):
+        with pytest.raises(AuthenticationError, match="malformed"):
+            parse_compact(not_a_token)  # type: ignore[arg-type]

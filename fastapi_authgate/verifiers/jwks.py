@@ -171,6 +171,9 @@ class JWKSVerifier:
             if context_builder is not None
             else frozen_scope_context_builder(provider, scope_claims)
         )
+        # the default builder always returns a context with the (checked) subject, so it is
+        # called without _context's checks; a builder of the user's own is always checked
+        self._build_default = self._build_context if context_builder is None else None
         if not callable(self._build_context):
             raise ConfigurationError("context_builder must be a callable (claims, credential)")
         self._refetch_on_bad_signature = bool(refetch_on_bad_signature)
@@ -222,40 +225,20 @@ class JWKSVerifier:
                 return None
             kind = "cookie"
         cache = self._cache
-        if cache is None:
-            return await self._verify_token(token, kind, None)
-        raw = token.encode("utf-8", "surrogatepass")
-        missed, self._missed = self._missed, None
-        if kind == "bearer" and missed is not None and missed[0] == raw:
-            cache_key = missed[1]  # the gate's cached_bearer just hashed these bytes and missed
-        else:
-            cache_key = cache.key_of_bytes(raw, b"bearer" if kind == "bearer" else b"cookie")
-            context = cache.get(cache_key, self._clock())
-            if context is not None:
-                return context
-        return await self._verify_token(token, kind, cache_key)
-
-    def cached_bearer(self, token: bytes) -> AuthContext | None:
-        """The context of a bearer token verified before and still valid (see the protocol).
-
-        On a miss the digest is kept, with the bytes it is of, for the :meth:`verify` that
-        follows in the same request: a fresh token is hashed once, not twice. The slot holds one
-        token at most and is emptied by that call.
-        """
-        cache = self._cache
-        if cache is None:
-            return None
-        key = cache.key_of_bytes(token, b"bearer")
-        context = cache.get(key, self._clock())
-        if context is None:
-            self._missed = (token, key)
-        return context
-
-    async def _verify_token(
-        self, token: str, kind: CredentialKind, cache_key: bytes | None
-    ) -> AuthContext | None:
+        raw: str | bytes = token
+        cache_key: bytes | None = None
+        if cache is not None:
+            raw = token.encode("utf-8", "surrogatepass")  # parsed as these bytes too
+            missed, self._missed = self._missed, None
+            if kind == "bearer" and missed is not None and missed[0] == raw:
+                cache_key = missed[1]  # the gate's cached_bearer just hashed these bytes and missed
+            else:
+                cache_key = cache.key_of_bytes(raw, b"bearer" if kind == "bearer" else b"cookie")
+                context = cache.get(cache_key, self._clock())
+                if context is not None:
+                    return context
         try:
-            unverified = parse_compact(token, max_length=self._max_token_bytes)
+            unverified = parse_compact(raw, max_length=self._max_token_bytes)
             claims = unverified.claims
             iss = claims.get("iss")
             if self._issuer is not None and type(iss) is str and iss != self._issuer:
@@ -283,19 +266,39 @@ class JWKSVerifier:
             remember_header(unverified)  # authentic now: the next token of this key skips it
             now = self._clock()
             validate_claims(claims, self._policy, now=now)
-            context = self._context(freeze_claims(claims), kind)
+            build = self._build_default
+            if build is not None:
+                context = build(freeze_claims(claims), kind)
+            else:
+                context = self._context(freeze_claims(claims), kind)
         except AuthenticationError as exc:
             logger.debug("%s %s refused: %s", self.provider, fingerprint(token), exc.description)
             raise
-        if cache_key is not None and self._cache is not None:
+        if cache is not None and cache_key is not None:
             nbf = claims.get("nbf")
-            self._cache.put(
+            cache.put(
                 cache_key,
                 context,
-                expires_at=float(claims["exp"]),
+                expires_at=claims["exp"],  # an int or a finite float: checked above
                 now=now,
                 not_before=float(nbf) - self._policy.leeway if nbf is not None else -math.inf,
             )
+        return context
+
+    def cached_bearer(self, token: bytes) -> AuthContext | None:
+        """The context of a bearer token verified before and still valid (see the protocol).
+
+        On a miss the digest is kept, with the bytes it is of, for the :meth:`verify` that
+        follows in the same request: a fresh token is hashed once, not twice. The slot holds one
+        token at most and is emptied by that call.
+        """
+        cache = self._cache
+        if cache is None:
+            return None
+        key = cache.key_of_bytes(token, b"bearer")
+        context = cache.get(key, self._clock())
+        if context is None:
+            self._missed = (token, key)
         return context
 
     def _context(self, claims: Mapping[str, Any], kind: CredentialKind) -> AuthContext:

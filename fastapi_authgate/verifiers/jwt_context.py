@@ -51,6 +51,10 @@ DEFAULT_SCOPE_CLAIMS: tuple[str, ...] = ("scope", "scp", "permissions")
 
 
 _NO_SCOPES: frozenset[str] = frozenset()
+# Equal scope sets are shared: tokens of one client carry the same scopes, and every cached
+# context would otherwise keep its own copy. Bounded, and only fed by verified claims.
+_shared_scopes: dict[frozenset[str], frozenset[str]] = {}
+_SHARED_SCOPES_MAX = 1024
 
 
 def claim_scopes(claims: Mapping[str, Any], names: Iterable[str]) -> frozenset[str]:
@@ -73,7 +77,15 @@ def claim_scopes(claims: Mapping[str, Any], names: Iterable[str]) -> frozenset[s
             found = items
         else:
             found.extend(items)
-    return frozenset(found) if found else _NO_SCOPES
+    if not found:
+        return _NO_SCOPES
+    scopes = frozenset(found)
+    shared = _shared_scopes.get(scopes)
+    if shared is not None:
+        return shared
+    if len(_shared_scopes) < _SHARED_SCOPES_MAX:
+        _shared_scopes[scopes] = scopes
+    return scopes
 
 
 def claim_str(claims: Mapping[str, Any], name: str) -> str | None:
@@ -120,20 +132,16 @@ def frozen_scope_context_builder(
     """
     names = tuple(scope_claims)
     trusted = AuthContext._from_verified
-    utc = UTC
-    timestamp = datetime.fromtimestamp
 
     def build(claims: Mapping[str, Any], credential: CredentialKind) -> AuthContext:
         sid = claims.get("sid")
-        exp = claims.get("exp")
-        return trusted(
+        return trusted(  # expires_at follows from claims["exp"] when it is read
             claims["sub"],
             provider,
             credential,
             claim_scopes(claims, names),
             sid if type(sid) is str and sid else None,
             claims,
-            timestamp(exp, tz=utc) if exp is not None else None,
         )
 
     return build

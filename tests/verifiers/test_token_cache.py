@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
@@ -55,3 +57,45 @@ def test_never_serves_an_entry_outside_its_window(
     hit = cache.get(key, get_at)
     if hit is not None:
         assert not_before <= get_at < expires_at and put_at < expires_at
+
+
+def test_a_full_cache_drops_its_oldest_entries_first() -> None:
+    cache = TokenCache(3)
+    keys = [cache.key(f"t{i}") for i in range(6)]
+    for i, key in enumerate(keys):
+        cache.put(key, context(), expires_at=100, now=i)
+    assert len(cache) == 3
+    assert [cache.get(key, 10) is not None for key in keys] == [False] * 3 + [True] * 3
+    cache.put(keys[4], context(), expires_at=200, now=10)  # a refresh keeps its place in line
+    cache.put(cache.key("t6"), context(), expires_at=100, now=10)
+    assert cache.get(keys[3], 10) is None and cache.get(keys[4], 10) is not None
+
+
+def test_entries_dropped_on_expiry_do_not_grow_the_queue_without_bound() -> None:
+    # every key here expires and is dropped by get() before the cache ever fills: their queued
+    # keys must be compacted away, or a long-lived process would keep one per token forever
+    cache = TokenCache(8)
+    for i in range(10_000):
+        key = cache.key(f"short-lived-{i}")
+        cache.put(key, context(), expires_at=i + 1, now=i)
+        assert cache.get(key, i + 1) is None
+    assert len(cache) == 0
+    assert len(cache._order) <= 2 * cache.max_size
+    fresh = [cache.key(f"kept-{i}") for i in range(8)]
+    for key in fresh:
+        cache.put(key, context(), expires_at=math.inf, now=0)
+    cache.put(cache.key("one-more"), context(), expires_at=math.inf, now=0)
+    # the stale keys at the front are skipped: exactly the oldest live entry made room
+    assert cache.get(fresh[0], 1) is None
+    assert all(cache.get(key, 1) is not None for key in fresh[1:])
+
+
+def test_clear_forgets_entries_and_their_order() -> None:
+    cache = TokenCache(2)
+    for name in ("a", "b"):
+        cache.put(cache.key(name), context(), expires_at=10, now=0)
+    cache.clear()
+    assert len(cache) == 0 and not cache._order
+    for name in ("c", "d"):
+        cache.put(cache.key(name), context(), expires_at=10, now=0)
+    assert cache.get(cache.key("c"), 1) is not None and cache.get(cache.key("d"), 1) is not None
