@@ -119,7 +119,7 @@ def test_a_route_cannot_change_what_later_requests_see() -> None:
 async def test_cached_contexts_share_claim_names_and_equal_scope_sets() -> None:
     # a cached token keeps its context until it expires; names every token carries and scope
     # sets that many tokens share are kept once, not once per token
-    issuer = DevIssuer()
+    issuer = DevIssuer(audience="https://api.example")
     verifier = issuer.verifier()
     first = await verifier.verify(Credentials(bearer=issuer.issue("ann", scopes=["read", "b"])))
     second = await verifier.verify(Credentials(bearer=issuer.issue("bob", scopes=["b", "read"])))
@@ -130,6 +130,9 @@ async def test_cached_contexts_share_claim_names_and_equal_scope_sets() -> None:
         (b,) = (key for key in second.claims if key == name)
         assert a is b, name
     assert first.claims["sub"] == "ann" and second.claims["sub"] == "bob"
+    # the issuer and audience strings are the verifier's own, not one copy per token
+    assert first.claims["iss"] is second.claims["iss"] is verifier.issuer
+    assert first.claims["aud"] == issuer.audience and first.claims["aud"] is second.claims["aud"]
 
 
 def test_freeze_claims_keeps_unusual_names_as_they_are() -> None:

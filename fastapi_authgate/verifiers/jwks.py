@@ -134,6 +134,11 @@ class JWKSVerifier:
         self._policy = ClaimsPolicy(
             issuer, _audiences(audience), leeway, any_audience=bool(unsafe_any_audience)
         )
+        # the configured issuer and audiences, to share with the claims that carry them: every
+        # cached context keeps its claims, and these strings would otherwise be kept per token
+        self._shared_values: dict[str, str] = {value: value for value in self._policy.audiences}
+        if issuer is not None:
+            self._shared_values[issuer] = issuer
         self._token_type = _media_type(token_type) if token_type is not None else None
         if token_type is not None and not self._token_type:
             raise ConfigurationError(
@@ -266,6 +271,11 @@ class JWKSVerifier:
             remember_header(unverified)  # authentic now: the next token of this key skips it
             now = self._clock()
             validate_claims(claims, self._policy, now=now)
+            shared = self._shared_values
+            for name in ("iss", "aud"):  # equal strings, one object (see __init__)
+                value = claims.get(name)
+                if type(value) is str:
+                    claims[name] = shared.get(value, value)
             build = self._build_default
             if build is not None:
                 context = build(freeze_claims(claims), kind)
