@@ -132,16 +132,20 @@ def frozen_scope_context_builder(
     """
     names = tuple(scope_claims)
     trusted = AuthContext._from_verified
+    utc = UTC
+    timestamp = datetime.fromtimestamp
 
     def build(claims: Mapping[str, Any], credential: CredentialKind) -> AuthContext:
         sid = claims.get("sid")
-        return trusted(  # expires_at follows from claims["exp"] when it is read
+        exp = claims.get("exp")
+        return trusted(
             claims["sub"],
             provider,
             credential,
             claim_scopes(claims, names),
             sid if type(sid) is str and sid else None,
             claims,
+            timestamp(exp, utc) if exp is not None else None,
         )
 
     return build
