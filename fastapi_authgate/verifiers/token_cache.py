@@ -35,8 +35,10 @@ class TokenCache:
 
     An entry found expired is dropped at once; its key stays queued until it reaches the front,
     and the queue is compacted when stale keys would outnumber the live ones, so memory stays
-    bounded by ``max_size``. Entries are shared between requests, so store only frozen values
-    such as :class:`AuthContext`. ``max_size`` 0 disables the cache.
+    bounded by ``max_size``. A key stored again after its entry was dropped may leave earlier
+    than its turn (its old place in the queue comes first): a miss, never a wrong answer.
+    Entries are shared between requests, so store only frozen values such as
+    :class:`AuthContext`. ``max_size`` 0 disables the cache.
     """
 
     __slots__ = ("_entries", "_order", "max_size")
