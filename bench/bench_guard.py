@@ -5,6 +5,8 @@ Routes (all return the same plain dict the same way, so only the guard differs):
 - ``bare``          no dependency
 - ``noop``          a no-op ``SecurityBase`` dependency: FastAPI's own floor for any guard
 - ``noop_scopes``   the same no-op also taking ``SecurityScopes``: the floor for a scope-aware guard
+- ``noop_copy``     a second app identical to ``noop``: how far two identical apps differ in this
+                    run, the resolution of every ratio below (objects land elsewhere in memory)
 - ``cached``        ``require_user`` with a repeated RS256 token (verified-token cache hit)
 - ``fresh_rs256``   ``require_user`` (default settings) with a fresh RS256 token on every request
 - ``full_rs256``    ``fresh_rs256`` with the verifier's token cache already full of other tokens
@@ -205,6 +207,7 @@ def build(pool_size: int) -> tuple[dict[str, tuple[FastAPI, str]], dict[str, lis
         "bare": (one_route_app(gate()), "repeat"),
         "noop": (one_route_app(gate(), NoopGuard(), as_parameter=True), "repeat"),
         "noop_scopes": (one_route_app(gate(), NoopScopesGuard(), as_parameter=True), "repeat"),
+        "noop_copy": (one_route_app(gate(), NoopGuard(), as_parameter=True), "repeat"),
         "cached": (one_route_app(gate(), require_user, as_parameter=True), "repeat"),
         "fresh_rs256": (one_route_app(gate(), require_user, as_parameter=True), "rs"),
         "full_rs256": (one_route_app(full_gate(rs), require_user, as_parameter=True), "rs"),
@@ -317,6 +320,11 @@ def main() -> None:
             "",
         ),
         ("require_user repeated / noop guard", ratio(results, "cached", "noop"), ">= 0.97"),
+        (
+            "identical no-op apps, copy / first (resolution)",
+            ratio(results, "noop_copy", "noop"),
+            "",
+        ),
     ]
     for label, value, target in figures:
         print(f"{label:<48}: {value:.3f}  {'(target ' + target + ')' if target else ''}")

@@ -17,6 +17,7 @@ from fastapi.testclient import TestClient
 from fastapi_authgate import AuthContext, AuthGate, Credentials, User, require_user
 from fastapi_authgate.context import FrozenDict, FrozenList, freeze_claims, freeze_mapping
 from fastapi_authgate.providers.dev import DevIssuer
+from fastapi_authgate.verifiers.jwt_context import claim_scopes
 
 
 def test_nested_values_are_frozen() -> None:
@@ -161,3 +162,28 @@ async def test_a_verified_context_has_its_expiry_and_equals_one_built_by_hand() 
         context.expiry  # type: ignore[attr-defined]  # noqa: B018
     with pytest.raises(FrozenInstanceError):
         context.expires_at = None  # type: ignore[misc]
+
+
+@pytest.mark.parametrize(
+    ("claims", "expected"),
+    [
+        ({"scope": "read write"}, {"read", "write"}),
+        ({"scope": "  read   read "}, {"read"}),
+        ({"scope": ""}, set()),
+        ({"scope": "read", "scp": "write"}, {"read", "write"}),
+        ({"scope": "read", "permissions": ["write", "", 3]}, {"read", "write"}),
+        ({"permissions": ["write"], "scp": "read"}, {"read", "write"}),
+        ({"scp": ["a"], "permissions": "b c"}, {"a", "b", "c"}),
+        ({"scope": 5, "scp": "read"}, {"read"}),
+        ({"scope": "read", "scp": {"write": True}}, {"read"}),
+        ({"other": "read"}, set()),
+    ],
+)
+def test_scopes_are_the_union_of_every_scope_claim(
+    claims: dict[str, Any], expected: set[str]
+) -> None:
+    # a lone scope string is remembered by its text; asked twice, each mix must still give the
+    # union of all three claims, never only the remembered string's set
+    for _ in range(2):
+        scopes = claim_scopes(freeze_claims(dict(claims)), ("scope", "scp", "permissions"))
+        assert scopes == expected and type(scopes) is frozenset

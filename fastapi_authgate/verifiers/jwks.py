@@ -22,7 +22,7 @@ import ipaddress
 import logging
 import math
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -182,8 +182,16 @@ class JWKSVerifier:
         if not callable(self._build_context):
             raise ConfigurationError("context_builder must be a callable (claims, credential)")
         self._refetch_on_bad_signature = bool(refetch_on_bad_signature)
-        self._missed: tuple[bytes, bytes] | None = None
-        self._cache = TokenCache(token_cache_size) if token_cache_size else None
+        self._cache = TokenCache(token_cache_size, clock=clock) if token_cache_size else None
+        self.cached_bearer: Callable[[bytes], AuthContext | None] = (
+            self._cache.lookup if self._cache is not None else _nothing_cached
+        )
+        """The context of a bearer token verified before and still valid (``CachedBearerLookup``).
+
+        The cache's own :meth:`~TokenCache.lookup`, so the gate's fast path is one call. On a miss
+        the cache keeps the digest for the :meth:`verify` that follows in the same request: a
+        fresh token is hashed once, not twice.
+        """
         self._keys = KeyManager(
             jwks_url=None if static is not None else jwks_url,
             issuer=issuer,
@@ -234,11 +242,10 @@ class JWKSVerifier:
         cache_key: bytes | None = None
         if cache is not None:
             raw = token.encode("utf-8", "surrogatepass")  # parsed as these bytes too
-            missed, self._missed = self._missed, None
-            if kind == "bearer" and missed is not None and missed[0] == raw:
-                cache_key = missed[1]  # the gate's cached_bearer just hashed these bytes and missed
-            else:
-                cache_key = cache.key_of_bytes(raw, b"bearer" if kind == "bearer" else b"cookie")
+            namespace = b"bearer" if kind == "bearer" else b"cookie"
+            cache_key = cache.missed_key(raw, namespace)  # the gate's lookup just hashed them
+            if cache_key is None:
+                cache_key = cache.key_of_bytes(raw, namespace)
                 context = cache.get(cache_key, self._clock())
                 if context is not None:
                     return context
@@ -295,22 +302,6 @@ class JWKSVerifier:
             )
         return context
 
-    def cached_bearer(self, token: bytes) -> AuthContext | None:
-        """The context of a bearer token verified before and still valid (see the protocol).
-
-        On a miss the digest is kept, with the bytes it is of, for the :meth:`verify` that
-        follows in the same request: a fresh token is hashed once, not twice. The slot holds one
-        token at most and is emptied by that call.
-        """
-        cache = self._cache
-        if cache is None:
-            return None
-        key = cache.key_of_bytes(token, b"bearer")
-        context = cache.get(key, self._clock())
-        if context is None:
-            self._missed = (token, key)
-        return context
-
     def _context(self, claims: Mapping[str, Any], kind: CredentialKind) -> AuthContext:
         try:
             context = self._build_context(claims, kind)
@@ -337,6 +328,11 @@ class JWKSVerifier:
     async def aclose(self) -> None:
         """Close the HTTP client this verifier built (a shared one is left open)."""
         await self._keys.aclose()
+
+
+def _nothing_cached(token: bytes) -> None:
+    """``cached_bearer`` of a verifier whose token cache is off."""
+    return None
 
 
 def _plain_http_off_machine(url: str) -> bool:

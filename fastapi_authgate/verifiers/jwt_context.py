@@ -52,8 +52,11 @@ DEFAULT_SCOPE_CLAIMS: tuple[str, ...] = ("scope", "scp", "permissions")
 
 _NO_SCOPES: frozenset[str] = frozenset()
 # Equal scope sets are shared: tokens of one client carry the same scopes, and every cached
-# context would otherwise keep its own copy. Bounded, and only fed by verified claims.
+# context would otherwise keep its own copy. And the set a lone ``scope`` string makes is
+# remembered by its text, so a fresh token of a known client skips the split and the set.
+# Both bounded, and only fed by verified claims.
 _shared_scopes: dict[frozenset[str], frozenset[str]] = {}
+_scopes_of_text: dict[str, frozenset[str]] = {}
 _SHARED_SCOPES_MAX = 1024
 
 
@@ -63,20 +66,39 @@ def claim_scopes(claims: Mapping[str, Any], names: Iterable[str]) -> frozenset[s
     Non-string list items and empty strings are ignored; a claim of any other type grants nothing.
     """
     found: list[str] | None = None
+    text: str | None = None  # the one string claim, while it is the only scope claim seen
     for name in names:
         value = claims.get(name)
         if value is None:
             continue
         if type(value) is str:
+            if found is None and text is None:
+                text = value
+                continue
             items = value.split()
         elif isinstance(value, list | tuple):  # a FrozenList once claims are frozen
             items = [item for item in value if type(item) is str and item]
         else:
             continue
+        if text is not None:
+            items = text.split() + items
+            text = None
         if found is None:
             found = items
         else:
             found.extend(items)
+    if text is not None:
+        known = _scopes_of_text.get(text)
+        if known is not None:
+            return known
+        scopes = _shared(text.split())
+        if len(_scopes_of_text) < _SHARED_SCOPES_MAX:
+            _scopes_of_text[text] = scopes
+        return scopes
+    return _shared(found)
+
+
+def _shared(found: list[str] | None) -> frozenset[str]:
     if not found:
         return _NO_SCOPES
     scopes = frozenset(found)

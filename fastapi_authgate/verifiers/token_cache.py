@@ -13,12 +13,16 @@ from __future__ import annotations
 
 import hashlib
 import math
+import time
 from collections import deque
 
 from fastapi_authgate.context import AuthContext
 from fastapi_authgate.errors import ConfigurationError
+from fastapi_authgate.protocols import Clock
 
 __all__ = ["TokenCache"]
+
+_sha256 = hashlib.sha256
 
 
 class TokenCache:
@@ -39,16 +43,22 @@ class TokenCache:
     than its turn (its old place in the queue comes first): a miss, never a wrong answer.
     Entries are shared between requests, so store only frozen values such as
     :class:`AuthContext`. ``max_size`` 0 disables the cache.
+
+    :meth:`lookup` serves the gate's fast path in one call (hash, find, check the window, with
+    the cache's own ``clock``) and keeps the digest of its last miss, so the verification that
+    follows a miss takes it from :meth:`missed_key` instead of hashing the token again.
     """
 
-    __slots__ = ("_entries", "_order", "max_size")
+    __slots__ = ("_clock", "_entries", "_last_miss", "_order", "max_size")
 
-    def __init__(self, max_size: int = 10_000) -> None:
+    def __init__(self, max_size: int = 10_000, *, clock: Clock = time.time) -> None:
         if max_size < 0:
             raise ConfigurationError("token cache size must be >= 0")
         self.max_size = max_size
+        self._clock = clock
         self._entries: dict[bytes, tuple[AuthContext, float, float]] = {}
         self._order: deque[bytes] = deque()
+        self._last_miss: tuple[bytes, bytes, bytes] | None = None
 
     @staticmethod
     def key(token: str, namespace: bytes = b"") -> bytes:
@@ -62,7 +72,37 @@ class TokenCache:
     @staticmethod
     def key_of_bytes(token: bytes, namespace: bytes = b"") -> bytes:
         """:meth:`key` for a token still in the bytes it arrived as (equal for ASCII tokens)."""
-        return hashlib.sha256(namespace + b"\0" + token).digest()
+        return _sha256(namespace + b"\0" + token).digest()
+
+    def lookup(self, token: bytes, namespace: bytes = b"bearer") -> AuthContext | None:
+        """The context of ``token`` (raw bytes) if cached and valid now; a bearer token by default.
+
+        What a verifier's ``cached_bearer`` is: one call on the hot path of every repeated token.
+        On a miss the digest is kept with the bytes it is of (one token at most, replaced by the
+        next miss and taken by :meth:`missed_key`).
+        """
+        key = _sha256(namespace + b"\0" + token).digest()
+        entry = self._entries.get(key)
+        if entry is not None:
+            now = self._clock()
+            if entry[1] <= now < entry[2]:
+                return entry[0]
+            if now >= entry[2]:
+                del self._entries[key]  # its key is dropped from the queue when it comes up
+        self._last_miss = (token, namespace, key)
+        return None
+
+    def missed_key(self, token: bytes, namespace: bytes) -> bytes | None:
+        """The key of ``token`` if the last :meth:`lookup` just missed on exactly these bytes.
+
+        Taken once: the slot is emptied by every call, so a later request never inherits it.
+        Nothing may await between that lookup and this call, or another request's miss could
+        take the slot first (then this answers ``None`` and the caller hashes again).
+        """
+        missed, self._last_miss = self._last_miss, None
+        if missed is not None and missed[0] == token and missed[1] == namespace:
+            return missed[2]
+        return None
 
     def get(self, key: bytes, now: float) -> AuthContext | None:
         """The cached context for ``key`` if it is still valid at ``now``."""
@@ -108,6 +148,7 @@ class TokenCache:
         """Forget every entry (for instance after a key was revoked)."""
         self._entries.clear()
         self._order.clear()
+        self._last_miss = None
 
     def __len__(self) -> int:
         return len(self._entries)

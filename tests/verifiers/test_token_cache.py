@@ -99,3 +99,49 @@ def test_clear_forgets_entries_and_their_order() -> None:
     for name in ("c", "d"):
         cache.put(cache.key(name), context(), expires_at=10, now=0)
     assert cache.get(cache.key("c"), 1) is not None and cache.get(cache.key("d"), 1) is not None
+
+
+def test_lookup_serves_a_token_by_its_bytes_inside_its_window_only() -> None:
+    now = [100.0]
+    cache = TokenCache(4, clock=lambda: now[0])
+    kept = context()
+    cache.put(TokenCache.key("tok", b"bearer"), kept, expires_at=200, now=100, not_before=90)
+    assert cache.lookup(b"tok") is kept
+    assert cache.lookup(b"tok", b"cookie") is None  # another namespace is another key
+    now[0] = 80.0
+    assert cache.lookup(b"tok") is None and len(cache) == 1  # not yet valid: kept
+    now[0] = 200.0
+    assert cache.lookup(b"tok") is None and len(cache) == 0  # expired: dropped
+
+
+def test_a_missed_key_is_handed_over_once_and_only_for_the_same_bytes() -> None:
+    cache = TokenCache(4)
+    assert cache.lookup(b"fresh") is None
+    assert cache.missed_key(b"fresh", b"cookie") is None  # same bytes, other namespace
+    assert cache.lookup(b"fresh") is None
+    assert cache.missed_key(b"other", b"bearer") is None  # another token: the slot is emptied
+    assert cache.missed_key(b"fresh", b"bearer") is None
+    assert cache.lookup(b"fresh") is None
+    assert cache.missed_key(b"fresh", b"bearer") == TokenCache.key("fresh", b"bearer")
+    assert cache.missed_key(b"fresh", b"bearer") is None  # taken once
+    cache.put(TokenCache.key("hit", b"bearer"), context(), expires_at=math.inf, now=0)
+    assert cache.lookup(b"fresh") is None and cache.lookup(b"hit") is not None
+    assert cache.missed_key(b"fresh", b"bearer") is not None  # a hit leaves the last miss
+    assert cache.lookup(b"fresh") is None
+    cache.clear()
+    assert cache.missed_key(b"fresh", b"bearer") is None
+
+
+@pytest.mark.anyio
+async def test_a_miss_on_one_token_never_files_another_token_under_its_key() -> None:
+    from fastapi_authgate.providers.dev import DevIssuer
+
+    issuer = DevIssuer()
+    verifier = issuer.verifier()
+    first, second = issuer.issue("ann"), issuer.issue("bob")
+    assert verifier.cached_bearer(first.encode()) is None  # the miss leaves first's digest
+    context = await verifier.verify(Credentials(bearer=second))
+    assert context is not None and context.subject == "bob"
+    assert verifier.cached_bearer(first.encode()) is None
+    hit = verifier.cached_bearer(second.encode())
+    assert hit is not None and hit.subject == "bob"
