@@ -24,7 +24,9 @@ Fresh tokens are minted ahead (distinct ``jti``), and every route walks the pool
 counter across rounds, so no token reaches a route twice. Then the verification alone, outside
 FastAPI: ``JWKSVerifier.verify`` on fresh tokens against ``cryptography``'s raw check.
 
-Run: ``.venv/bin/python -m bench.bench_guard`` (add ``--quick`` for a short run).
+Run: ``.venv/bin/python -m bench.bench_guard`` (add ``--quick`` for a short run, or ``--rounds N``
+for more rounds than 31: a round of a fast route lasts about 15 ms, one pause of the machine can
+slow it by a third, and the median's spread shrinks only with the square root of the rounds).
 """
 
 from __future__ import annotations
@@ -278,6 +280,8 @@ def excess_ratio(results: dict[str, list[float]], alg: str, fresh: str = "fresh"
 def main() -> None:
     quick = "--quick" in sys.argv
     per_round, rounds = (200, 11) if quick else (300, 31)
+    if "--rounds" in sys.argv:
+        rounds = int(sys.argv[sys.argv.index("--rounds") + 1])
     warmup = max(50, per_round // 10)
     apps, pools, (rs, rs_pool, rs_key) = build(warmup + per_round * rounds)
 
