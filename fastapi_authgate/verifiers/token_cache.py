@@ -82,15 +82,10 @@ class TokenCache:
         next miss and taken by :meth:`missed_key`).
         """
         key = _sha256(namespace + b"\0" + token).digest()
-        entry = self._entries.get(key)
-        if entry is not None:
-            now = self._clock()
-            if entry[1] <= now < entry[2]:
-                return entry[0]
-            if now >= entry[2]:
-                del self._entries[key]  # its key is dropped from the queue when it comes up
-        self._last_miss = (token, namespace, key)
-        return None
+        context = self.get(key, self._clock())  # the one window check
+        if context is None:
+            self._last_miss = (token, namespace, key)
+        return context
 
     def missed_key(self, token: bytes, namespace: bytes) -> bytes | None:
         """The key of ``token`` if the last :meth:`lookup` just missed on exactly these bytes.
