@@ -4,6 +4,13 @@
 credential and finds it bad raises, and that answer is final: the chain never falls through to a
 more lenient verifier after a forged or expired token, which would turn "first match" into "any
 match" and let the weakest verifier decide.
+
+The same holds for repeated tokens answered from the children's caches. A child's cache may hold
+a token this chain would refuse (the child also serves another gate, where it was the only
+verifier), so a later child's cached answer is only taken when no earlier child could have
+recognised the token: every earlier child is a :class:`JWKSVerifier` bound to an issuer, and the
+cached token is another issuer's (such a verifier passes those on, unread). Otherwise the request
+goes down the normal path and the earlier child decides.
 """
 
 from __future__ import annotations
@@ -13,6 +20,7 @@ from collections.abc import Callable, Iterable
 from fastapi_authgate.context import AuthContext, Credentials
 from fastapi_authgate.errors import ConfigurationError
 from fastapi_authgate.protocols import Verifier
+from fastapi_authgate.verifiers.jwks import JWKSVerifier
 
 __all__ = ["ChainVerifier"]
 
@@ -34,11 +42,17 @@ class ChainVerifier:
                 self.cookie_names = None
                 break
             self.cookie_names |= frozenset(names)
-        self._lookups: tuple[Callable[[bytes], AuthContext | None], ...] = tuple(
-            lookup
-            for lookup in (getattr(v, "cached_bearer", None) for v in self.verifiers)
-            if callable(lookup)
-        )
+        lookups: list[tuple[Callable[[bytes], AuthContext | None], frozenset[str]]] = []
+        earlier: set[str] = set()
+        for verifier in self.verifiers:
+            lookup = getattr(verifier, "cached_bearer", None)
+            if callable(lookup):
+                lookups.append((lookup, frozenset(earlier)))
+            issuer = verifier.issuer if isinstance(verifier, JWKSVerifier) else None
+            if issuer is None:
+                break  # it may recognise any token: no later cache may answer in its place
+            earlier.add(issuer)
+        self._lookups = tuple(lookups)
 
     async def verify(self, credentials: Credentials) -> AuthContext | None:
         for verifier in self.verifiers:
@@ -48,11 +62,19 @@ class ChainVerifier:
         return None
 
     def cached_bearer(self, token: bytes) -> AuthContext | None:
-        """The first child's cached answer for ``token`` (children without a cache are skipped)."""
-        for lookup in self._lookups:
+        """A child's cached answer for ``token``, taken only where ``verify`` would give it.
+
+        Children without a cache are skipped. A hit in a later child counts only when its token's
+        verified ``iss`` is none of the earlier children's issuers (see the module docstring);
+        otherwise ``None``, and ``verify`` lets the earlier child decide.
+        """
+        for lookup, earlier_issuers in self._lookups:
             context = lookup(token)
             if context is not None:
-                return context
+                if not earlier_issuers:
+                    return context
+                issuer = context.claims.get("iss")
+                return context if type(issuer) is str and issuer not in earlier_issuers else None
         return None
 
     async def startup(self) -> None:
