@@ -11,6 +11,8 @@ Routes (all return the same plain dict the same way, so only the guard differs):
 - ``fresh_rs256``   ``require_user`` (default settings) with a fresh RS256 token on every request
 - ``full_rs256``    ``fresh_rs256`` with the verifier's token cache already full of other tokens
                     (a server that has run a while: each fresh token makes room for itself)
+- ``nocache_rs256`` ``fresh_rs256`` with the token cache off (``token_cache_size=0``): what
+                    keeping a fresh token's entry costs, the price of every later hit
 - ``fresh_es256``   the same with ES256
 - ``sig_rs256``     a guard that only checks the fresh token's RSA signature with ``cryptography``
                     (key loaded once; no claims): the floor for any real verification
@@ -213,6 +215,12 @@ def build(pool_size: int) -> tuple[dict[str, tuple[FastAPI, str]], dict[str, lis
         "cached": (one_route_app(gate(), require_user, as_parameter=True), "repeat"),
         "fresh_rs256": (one_route_app(gate(), require_user, as_parameter=True), "rs"),
         "full_rs256": (one_route_app(full_gate(rs), require_user, as_parameter=True), "rs"),
+        "nocache_rs256": (
+            one_route_app(
+                AuthGate(rs.verifier(token_cache_size=0)), require_user, as_parameter=True
+            ),
+            "rs",
+        ),
         "sig_rs256": (
             one_route_app(gate(), SignatureOnlyGuard(rs_key, "RS256"), as_parameter=True),
             "rs",
@@ -321,6 +329,16 @@ def main() -> None:
         (
             "(full - repeated) / (sig only - noop), RS256",
             excess_ratio(results, "rs256", fresh="full"),
+            "",
+        ),
+        (
+            "careful PyJWT / require_user, RS256, cache off",
+            ratio(results, "nocache_rs256", "pyjwt_rs256"),
+            "",
+        ),
+        (
+            "(cache off - repeated) / (sig - noop), RS256",
+            excess_ratio(results, "rs256", fresh="nocache"),
             "",
         ),
         ("require_user repeated / noop guard", ratio(results, "cached", "noop"), ">= 0.97"),
