@@ -5,7 +5,9 @@ session cookies that are JWTs. It composes three single-purpose pieces, in the o
 meets them:
 
 * :class:`~fastapi_authgate.verifiers.token_cache.TokenCache`: a token verified before is served
-  from memory until its ``exp``;
+  from memory until its ``exp``, or until the keys it was checked with are due for a refetch
+  if that comes first (a retired key is only noticed by the refetch, which a cached token never
+  reaches; an unchanged key set costs each token one verification per key-set lifetime);
 * :mod:`fastapi_authgate._jws` parses the token strictly, then
   :class:`~fastapi_authgate.verifiers.jwks_keys.KeyManager` supplies the key for its ``kid``
   (fetching, caching and throttling the JWKS), :mod:`fastapi_authgate._jose` checks the signature
@@ -221,6 +223,11 @@ class JWKSVerifier:
         """The ``iss`` value this verifier accepts."""
         return self._issuer
 
+    @property
+    def max_token_bytes(self) -> int:
+        """The longest token this verifier reads; a longer one is refused, whatever its issuer."""
+        return self._max_token_bytes
+
     async def verify(self, credentials: Credentials) -> AuthContext | None:
         """Verify the bearer token, else the session cookie; see the class docstring.
 
@@ -293,10 +300,14 @@ class JWKSVerifier:
             raise
         if cache is not None and cache_key is not None:
             nbf = claims.get("nbf")
+            # no longer than the keys it was checked with are fresh: a key retired meanwhile is
+            # noticed by the refetch, which a token answered from the cache would never reach
+            fresh_until = keys.fresh_until
+            exp = claims["exp"]  # an int or a finite float: checked above
             cache.put(
                 cache_key,
                 context,
-                expires_at=claims["exp"],  # an int or a finite float: checked above
+                expires_at=exp if exp < fresh_until else fresh_until,
                 now=now,
                 not_before=float(nbf) - self._policy.leeway if nbf is not None else -math.inf,
             )

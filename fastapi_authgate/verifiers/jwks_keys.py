@@ -90,6 +90,13 @@ class KeyManager:
         self._lock = anyio.Lock()
         self._on_keys_retired = on_keys_retired
 
+    @property
+    def fresh_until(self) -> float:
+        """When the held keys stop being trusted without a refetch (clock seconds; ``inf`` for a
+        static set). A verified token may be remembered no longer than this: a key the issuer
+        retires in the meantime is only noticed by the refetch."""
+        return self._fresh_until
+
     def current_key(self, kid: str | None, alg: str) -> JoseKey | None:
         """The key for a token header when the held keys are fresh and have it; else ``None``.
 

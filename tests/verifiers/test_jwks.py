@@ -191,6 +191,49 @@ async def test_tokens_of_a_retired_key_are_not_served_from_the_cache(
 
 
 @pytest.mark.anyio
+async def test_a_cached_token_outlives_neither_its_keys_nor_a_retired_key(
+    issuer: FakeIssuer, clock: FixedClock, minter: TokenIssuer
+) -> None:
+    """No fresh token arrives to trigger the refetch that forgets a retired key's tokens: the
+    cached one still stops being answered from the cache once its key set is due for a refetch,
+    and is then refused (its ``exp``, a day away, does not keep it)."""
+    issuer.cache_control = "max-age=60"
+    verifier = make_verifier(issuer, clock)
+    old_token = build_valid_token(minter, exp=int(clock()) + 86_400)
+    raw = old_token.encode()
+    assert await verifier.verify(bearer(old_token)) is not None
+    clock.advance(59)
+    assert verifier.cached_bearer(raw) is not None  # within the key set's 60 s
+    issuer.rotate(public_jwk(private_jwk("RS256", "rsa-3")))  # the old key is retired
+    clock.advance(1)
+    assert verifier.cached_bearer(raw) is None
+    with pytest.raises(AuthenticationError, match="signing key is unknown"):
+        await verifier.verify(bearer(old_token))
+    assert issuer.jwks_hits == 2
+
+
+@pytest.mark.anyio
+async def test_a_cached_token_is_verified_once_per_key_set_life(
+    issuer: FakeIssuer, clock: FixedClock, minter: TokenIssuer
+) -> None:
+    """Keys unchanged: past the key set's life the token is verified again (one refetch) and
+    cached again under the new life, never refused and never re-verified within a life."""
+    issuer.cache_control = "max-age=60"
+    verifier = make_verifier(issuer, clock)
+    token = build_valid_token(minter, exp=int(clock()) + 86_400)
+    first = await verifier.verify(bearer(token))
+    assert first is not None
+    clock.advance(60)
+    assert verifier.cached_bearer(token.encode()) is None
+    second = await verifier.verify(bearer(token))
+    assert second is not None and second is not first and second.subject == first.subject
+    assert issuer.jwks_hits == 2
+    clock.advance(59)
+    assert verifier.cached_bearer(token.encode()) is second
+    assert issuer.jwks_hits == 2
+
+
+@pytest.mark.anyio
 async def test_unknown_kid_flood_is_throttled(
     issuer: FakeIssuer, clock: FixedClock, minter: TokenIssuer
 ) -> None:
