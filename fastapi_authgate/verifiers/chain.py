@@ -8,13 +8,15 @@ match" and let the weakest verifier decide.
 The same holds for repeated tokens answered from the children's caches. A child's cache may hold
 a token this chain would refuse (the child also serves another gate, where it was the only
 verifier), so a later child's cached answer is only taken when no earlier child could have
-recognised the token: every earlier child is a :class:`JWKSVerifier` bound to an issuer, and the
-cached token is another issuer's (such a verifier passes those on, unread). Otherwise the request
-goes down the normal path and the earlier child decides.
+recognised the token: every earlier child is a :class:`JWKSVerifier` bound to an issuer, the
+cached token is another issuer's (such a verifier passes those on) and it is no longer than the
+earlier children read (a longer one they refuse, whatever its issuer). Otherwise the request goes
+down the normal path and the earlier child decides.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Iterable
 
 from fastapi_authgate.context import AuthContext, Credentials
@@ -42,16 +44,17 @@ class ChainVerifier:
                 self.cookie_names = None
                 break
             self.cookie_names |= frozenset(names)
-        lookups: list[tuple[Callable[[bytes], AuthContext | None], frozenset[str]]] = []
+        lookups: list[tuple[Callable[[bytes], AuthContext | None], frozenset[str], float]] = []
         earlier: set[str] = set()
+        longest: float = math.inf  # the longest token every earlier child passes on
         for verifier in self.verifiers:
             lookup = getattr(verifier, "cached_bearer", None)
             if callable(lookup):
-                lookups.append((lookup, frozenset(earlier)))
-            issuer = verifier.issuer if isinstance(verifier, JWKSVerifier) else None
-            if issuer is None:
+                lookups.append((lookup, frozenset(earlier), longest))
+            if not isinstance(verifier, JWKSVerifier) or verifier.issuer is None:
                 break  # it may recognise any token: no later cache may answer in its place
-            earlier.add(issuer)
+            earlier.add(verifier.issuer)
+            longest = min(longest, verifier.max_token_bytes)
         self._lookups = tuple(lookups)
 
     async def verify(self, credentials: Credentials) -> AuthContext | None:
@@ -65,16 +68,19 @@ class ChainVerifier:
         """A child's cached answer for ``token``, taken only where ``verify`` would give it.
 
         Children without a cache are skipped. A hit in a later child counts only when its token's
-        verified ``iss`` is none of the earlier children's issuers (see the module docstring);
-        otherwise ``None``, and ``verify`` lets the earlier child decide.
+        verified ``iss`` is none of the earlier children's issuers and the token is no longer than
+        they read (see the module docstring); otherwise ``None``, and ``verify`` lets the earlier
+        child decide.
         """
-        for lookup, earlier_issuers in self._lookups:
+        for lookup, earlier_issuers, longest in self._lookups:
             context = lookup(token)
             if context is not None:
                 if not earlier_issuers:
                     return context
                 issuer = context.claims.get("iss")
-                return context if type(issuer) is str and issuer not in earlier_issuers else None
+                if type(issuer) is str and issuer not in earlier_issuers and len(token) <= longest:
+                    return context
+                return None
         return None
 
     async def startup(self) -> None:

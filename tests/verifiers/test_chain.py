@@ -122,3 +122,20 @@ def test_no_later_cache_behind_a_child_that_may_recognise_anything() -> None:
     assert chain.cached_bearer(token) is None
     unbound = DevIssuer(audience="https://api.example").verifier(issuer=None)
     assert ChainVerifier([unbound, later]).cached_bearer(token) is None
+
+
+def test_a_later_childs_cache_never_takes_a_token_too_long_for_an_earlier_child() -> None:
+    """An earlier child refuses a token over its ``max_token_bytes`` whatever its issuer, so a later
+    child's cached answer for such a token is not taken either (the chain would refuse it)."""
+    first = DevIssuer(issuer="https://a.example", audience="https://api.example")
+    second = DevIssuer(issuer="https://b.example", audience="https://api.example")
+    later = second.verifier()
+    token = second.issue("u", padding="x" * 600)
+    asyncio.run(later.verify(Credentials(bearer=token)))
+    assert later.cached_bearer(token.encode()) is not None
+    short = first.verifier(max_token_bytes=len(token) - 1)
+    assert ChainVerifier([short, later]).cached_bearer(token.encode()) is None
+    with pytest.raises(AuthenticationError, match="too large"):
+        asyncio.run(ChainVerifier([short, later]).verify(Credentials(bearer=token)))
+    roomy = first.verifier(max_token_bytes=len(token))
+    assert ChainVerifier([roomy, later]).cached_bearer(token.encode()) is not None
