@@ -12,22 +12,60 @@ query string or credentials) and the reason.
 
 from __future__ import annotations
 
+import ipaddress
 import json as jsonlib
 import logging
 from collections.abc import Mapping
 from typing import Any, Final
+from urllib.parse import urlsplit
 
 import anyio
 import httpx
 
-from fastapi_authgate.errors import ProviderError, ProviderResponseError
+from fastapi_authgate.errors import ConfigurationError, ProviderError, ProviderResponseError
 
-__all__ = ["DEFAULT_MAX_BYTES", "build_client", "fetch_json", "request_json"]
+__all__ = ["DEFAULT_MAX_BYTES", "build_client", "check_base_url", "fetch_json", "request_json"]
 
 logger = logging.getLogger(__name__)
 
 DEFAULT_MAX_BYTES: Final = 1 << 20
 _USER_AGENT: Final = "fastapi-authgate"
+
+
+def check_base_url(url: str, variable: str) -> str:
+    """A provider's base URL, checked at startup: ``url`` without its trailing ``/``.
+
+    Every provider sends a secret (API key, project secret, users' passwords and tokens) to its
+    base URL, so the same rule holds for all of them: http(s) with a host, no query, fragment or
+    user info, and https unless the host is this machine (a local fake or sidecar).
+
+    Raises:
+        ConfigurationError: naming ``variable``, the setting to fix.
+    """
+    try:
+        parts = urlsplit(url) if isinstance(url, str) else None
+        host = (parts.hostname or "").lower() if parts is not None else ""
+    except ValueError:
+        parts, host = None, ""
+    if parts is None or parts.scheme not in ("https", "http") or not host or "\0" in url:
+        raise ConfigurationError(f"{variable} must be an http(s) URL with a host")
+    if parts.query or parts.fragment or parts.username or parts.password:
+        raise ConfigurationError(f"{variable} must not carry a query, fragment or credentials")
+    if parts.scheme == "http" and not _this_machine(host):
+        raise ConfigurationError(
+            f"{variable} must use https (plain http is accepted for this machine only): "
+            "keys and secrets must not cross the network in clear text"
+        )
+    return url.rstrip("/")
+
+
+def _this_machine(host: str) -> bool:
+    if host == "localhost" or host.endswith(".localhost"):
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 def build_client(*, timeout: float = 5.0) -> httpx.AsyncClient:

@@ -259,6 +259,21 @@ class ClientIPResolver:
         except ValueError:
             return text
 
+    def limit_address(self, conn: HTTPConnection) -> str:
+        """:meth:`key` as one address, for a limiter elsewhere that counts by IP (Qyzar's).
+
+        An IPv6 caller becomes the first address of its network (``2001:db8:1:2::`` for any
+        address in ``2001:db8:1:2::/64``), so rotating the low bits buys no fresh bucket there
+        either; other callers are :meth:`resolve`.
+        """
+        text = self.resolve_scope(conn.scope)
+        if self._ipv6_prefix is None or ":" not in text:
+            return text
+        try:
+            return str(ipaddress.IPv6Network((text, self._ipv6_prefix), strict=False)[0])
+        except ValueError:
+            return text
+
     def _from_headers(self, scope: Scope) -> _IPAddress | None:
         xff: list[str] = []
         forwarded: list[str] = []

@@ -299,7 +299,7 @@ def qyzar_rate_limited(
             if gate is None:
                 raise ConfigurationError(f"{label} found no AuthGate (call gate.install(app))")
             qyzar = _client(request, client)
-            ip = gate.client_ip.resolve(request)
+            ip = gate.client_ip.limit_address(request)  # IPv6 by network, as key="ip"
             try:
                 answer = await qyzar.check_rate_limit(
                     ip=ip,

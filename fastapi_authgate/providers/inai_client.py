@@ -28,7 +28,7 @@ from urllib.parse import quote
 
 import httpx
 
-from fastapi_authgate._http import build_client, request_json
+from fastapi_authgate._http import build_client, check_base_url, request_json
 from fastapi_authgate.errors import ConfigurationError, ProviderResponseError
 from fastapi_authgate.providers.inai_models import (
     InAIApiKey,
@@ -91,8 +91,7 @@ class InAIAuthClient:
                 "the InAI publishable key must look like pk_live_… or pk_test_… "
                 "(AUTHGATE_INAI__PUBLISHABLE_KEY)"
             )
-        if not isinstance(api_url, str) or not api_url.startswith(("https://", "http://")):
-            raise ConfigurationError("the InAI API URL must be http(s) (AUTHGATE_INAI__API_URL)")
+        api_url = check_base_url(api_url, "AUTHGATE_INAI__API_URL")
         if not 0 < timeout <= 120:
             raise ConfigurationError("the InAI client timeout must be in (0, 120] seconds")
         self._key = publishable_key

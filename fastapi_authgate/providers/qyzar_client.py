@@ -31,7 +31,7 @@ import anyio
 import httpx
 from pydantic import SecretStr
 
-from fastapi_authgate._http import build_client, request_json
+from fastapi_authgate._http import build_client, check_base_url, request_json
 from fastapi_authgate.errors import ConfigurationError, ProviderError, ProviderResponseError
 from fastapi_authgate.providers.qyzar_cookies import (
     SESSION_ID_COOKIE,
@@ -97,7 +97,7 @@ class QyzarClient:
         timeout: float = 2.0,
         http_client: httpx.AsyncClient | None = None,
     ) -> None:
-        self.api_url = _check_url(api_url)
+        self.api_url = check_base_url(api_url, "AUTHGATE_QYZAR__API_URL")
         if not isinstance(project_id, str) or not project_id.strip():
             raise ConfigurationError("AUTHGATE_QYZAR__PROJECT_ID is empty")
         if not callable(resolve_project_secret):
@@ -512,23 +512,3 @@ def _minted(data: Any) -> ClientToken:
     if not isinstance(token, str) or not token or expires_at is None:
         raise ValueError("clientToken or expiresAt is missing")
     return ClientToken(token, expires_at)
-
-
-def _check_url(api_url: str) -> str:
-    try:
-        url = httpx.URL(api_url)
-    except (httpx.InvalidURL, TypeError):
-        raise ConfigurationError("AUTHGATE_QYZAR__API_URL is not a URL") from None
-    if url.scheme not in ("http", "https") or not url.host:
-        raise ConfigurationError("AUTHGATE_QYZAR__API_URL must be an http(s):// URL with a host")
-    if url.userinfo or url.query or url.fragment:
-        raise ConfigurationError(
-            "AUTHGATE_QYZAR__API_URL must not carry credentials, a query or a fragment"
-        )
-    if url.scheme == "http" and url.host not in ("127.0.0.1", "localhost", "::1"):
-        logger.warning(
-            "AUTHGATE_QYZAR__API_URL uses plain http to %s: the project secret would cross the "
-            "network unencrypted; use https",
-            url.host,
-        )
-    return str(url).rstrip("/")

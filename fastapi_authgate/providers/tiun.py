@@ -38,7 +38,7 @@ Wire format (``providers/WIRE.md``, tiun section, and ``tiun-verify-server-side.
 
 from __future__ import annotations
 
-import ipaddress
+import hashlib
 import logging
 import math
 import time
@@ -50,7 +50,7 @@ from urllib.parse import urlsplit
 import httpx
 from pydantic import SecretStr
 
-from fastapi_authgate._http import build_client, request_json
+from fastapi_authgate._http import build_client, check_base_url, request_json
 from fastapi_authgate._jws import parse_compact
 from fastapi_authgate._redact import fingerprint
 from fastapi_authgate.context import AuthContext, Credentials, User
@@ -152,7 +152,8 @@ class TiunVerifier:
         self._owns_client = http_client is None
         self._bad_key_logged_at = -math.inf
         self.cache = RemoteVerificationCache(
-            namespace=f"tiun:{environment}:{self.api_url}",
+            # tiun answers per account (API key): two accounts sharing one Redis must never meet
+            namespace=f"tiun:{environment}:{self.api_url}:{_account_tag(secret)}",
             ttl=cache_ttl,
             max_size=cache_size,
             clock=clock,
@@ -319,37 +320,14 @@ def _header_safe(text: str) -> bool:
 
 
 def _check_url(url: str, environment: Environment) -> str:
-    try:
-        parts = urlsplit(url)
-        host = (parts.hostname or "").lower()
-    except ValueError:
-        raise ConfigurationError("AUTHGATE_TIUN__API_URL is not a URL") from None
-    if parts.scheme not in ("https", "http") or not host or "\0" in url:
-        raise ConfigurationError("AUTHGATE_TIUN__API_URL must be an http(s) URL with a host")
-    if parts.query or parts.fragment or parts.username or parts.password:
-        raise ConfigurationError(
-            "AUTHGATE_TIUN__API_URL must be a plain base URL (no query, fragment or user info)"
-        )
-    other = _HOSTS.get(host)
+    url = check_base_url(url, "AUTHGATE_TIUN__API_URL")
+    other = _HOSTS.get((urlsplit(url).hostname or "").lower())
     if other is not None and other != environment:
         raise ConfigurationError(
             f"AUTHGATE_TIUN__API_URL is tiun's {other} host but AUTHGATE_TIUN__ENVIRONMENT is "
             f"{environment}: use the base URL and API key of one environment"
         )
-    if parts.scheme == "http" and not _loopback(host):
-        raise ConfigurationError(
-            "AUTHGATE_TIUN__API_URL must use https: plain http would send the API key in clear"
-        )
     return url
-
-
-def _loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host.strip("[]")).is_loopback
-    except ValueError:
-        return False
 
 
 def verifier_from_settings(settings: AuthGateSettings) -> TiunVerifier:
@@ -377,3 +355,12 @@ def verifier_from_settings(settings: AuthGateSettings) -> TiunVerifier:
         client = RedisStore.from_url(settings.redis_url.get_secret_value()).client
         verifier.cache.store = RedisResultStore(client, close_client=True)
     return verifier
+
+
+def _account_tag(api_key: str) -> str:
+    """Which tiun account a cached answer belongs to: a digest of its API key, never the key.
+
+    The namespace shows up in Redis key names, so it carries 64 bits of SHA-256, which tells
+    accounts apart and says nothing usable about the key.
+    """
+    return hashlib.sha256(b"authgate-tiun-account\0" + api_key.encode()).hexdigest()[:16]

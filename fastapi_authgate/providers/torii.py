@@ -34,6 +34,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import Any
 
+from fastapi_authgate._http import check_base_url
 from fastapi_authgate.context import AuthContext, CredentialKind, User
 from fastapi_authgate.errors import AuthenticationError, ConfigurationError
 from fastapi_authgate.protocols import ContextBuilder, Verifier
@@ -43,7 +44,6 @@ from fastapi_authgate.providers.torii_client import (
     ToriiClient,
     ToriiSessions,
     ToriiUsers,
-    check_base_url,
     check_secret_key,
 )
 from fastapi_authgate.providers.torii_models import (

@@ -10,12 +10,12 @@ import re
 from collections.abc import AsyncIterator, Mapping
 from types import TracebackType
 from typing import Any, Final
-from urllib.parse import quote, urlsplit
+from urllib.parse import quote
 
 import httpx
 from pydantic import SecretStr
 
-from fastapi_authgate._http import build_client, request_json
+from fastapi_authgate._http import build_client, check_base_url, request_json
 from fastapi_authgate.errors import ConfigurationError, ProviderError, ProviderResponseError
 from fastapi_authgate.providers.torii_models import (
     UNSET,
@@ -33,7 +33,6 @@ __all__ = [
     "ToriiClient",
     "ToriiSessions",
     "ToriiUsers",
-    "check_base_url",
     "check_secret_key",
 ]
 
@@ -60,22 +59,6 @@ def check_secret_key(secret_key: str | SecretStr) -> SecretStr:
             f"A-Z a-z 0-9 _ (AUTHGATE_TORII__SECRET_KEY){hint}"
         )
     return SecretStr(value)
-
-
-def check_base_url(url: str, variable: str) -> str:
-    parts = urlsplit(url) if isinstance(url, str) else None
-    if parts is None or parts.scheme not in ("https", "http") or not parts.hostname:
-        raise ConfigurationError(f"{variable} must be an http(s) URL")
-    if parts.query or parts.fragment or parts.username or parts.password:
-        raise ConfigurationError(f"{variable} must not carry a query, fragment or credentials")
-    host = parts.hostname.lower()
-    local = host in ("localhost", "127.0.0.1", "::1") or host.endswith(".localhost")
-    if parts.scheme == "http" and not local:
-        raise ConfigurationError(
-            f"{variable} must use https (plain http is accepted for this machine only): "
-            "keys and secrets must not cross the network in clear text"
-        )
-    return url.rstrip("/")
 
 
 def _segment(value: str, what: str = "user id") -> str:
