@@ -6,8 +6,14 @@ untouched and works for WebSockets. The verified context lands in ``scope["state
 route behind both verifies once.
 
 Path rules: ``include`` and ``exclude`` take exact paths or prefixes ending in ``*``
-(``"/api/*"``). A path is checked when it matches ``include`` (or ``include`` is empty) and does not
-match ``exclude``. Lifespan messages always pass through.
+(``"/api/*"``), each starting with ``/`` (or ``"*"`` alone: every path); a pattern that could never
+match, or a bare string where a list belongs (its characters would become patterns, ``"*"`` among
+them), is refused when the middleware is built. A path is checked when it matches ``include`` (or
+``include`` is empty) and does not match ``exclude``. Lifespan messages always pass through.
+
+A path ending in one newline (``/admin%0A``) is matched as the path without it: Starlette's route
+patterns end in ``$``, which also matches before a final newline, so the router serves that
+request as ``/admin`` and the rules must see it the same way.
 
 Rules match the *route path*: the request path without the ``root_path`` the app is served under
 (``uvicorn --root-path /svc``, ``outer.mount("/v1", app)``), the same path the app's router
@@ -57,7 +63,18 @@ def route_path(scope: Scope) -> str:
 class PathRules:
     """Exact paths and ``*``-suffixed prefixes, matched without regular expressions."""
 
-    def __init__(self, patterns: Iterable[str]) -> None:
+    def __init__(self, patterns: Iterable[str], name: str = "include") -> None:
+        if isinstance(patterns, str):
+            raise ConfigurationError(
+                f"AuthGateMiddleware {name}= takes a list of patterns, not the string {patterns!r}"
+            )
+        patterns = list(patterns)
+        for pattern in patterns:
+            if not isinstance(pattern, str) or not (pattern == "*" or pattern.startswith("/")):
+                raise ConfigurationError(
+                    f"AuthGateMiddleware {name} pattern {pattern!r} must start with '/' "
+                    "(a route path such as '/api/*'); it could never match a request"
+                )
         self.exact: frozenset[str] = frozenset(p for p in patterns if not p.endswith("*"))
         self.prefixes: tuple[str, ...] = tuple(p[:-1] for p in patterns if p.endswith("*"))
 
@@ -65,6 +82,8 @@ class PathRules:
         return bool(self.exact or self.prefixes)
 
     def matches(self, path: str) -> bool:
+        if path.endswith("\n"):
+            path = path[:-1]  # as the router's "$" matches it (see the module docstring)
         return path in self.exact or path.startswith(self.prefixes)
 
 
@@ -94,8 +113,8 @@ class AuthGateMiddleware:
             )
         self.app = app
         self.gate = gate
-        self.include = PathRules(list(include))
-        self.exclude = PathRules(list(exclude))
+        self.include = PathRules(include, "include")
+        self.exclude = PathRules(exclude, "exclude")
         self.mode = mode
         self.scopes = scopes
 
