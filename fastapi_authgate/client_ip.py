@@ -199,6 +199,12 @@ class ClientIPResolver:
                 raise ConfigurationError(
                     f"AUTHGATE_TRUSTED_PROXIES: {entry!r} is not an IP address or CIDR network"
                 ) from None
+            if network.prefixlen == 0:
+                raise ConfigurationError(
+                    f"AUTHGATE_TRUSTED_PROXIES: {entry!r} trusts every address as a proxy, so any "
+                    "client could name its own IP in X-Forwarded-For (rate limits by IP, reports); "
+                    "list your proxies' addresses or networks instead"
+                )
             if network.num_addresses == 1:
                 singles.add(network.network_address)
             else:

@@ -10,8 +10,10 @@ from hypothesis import example, given, settings
 from hypothesis import strategies as st
 from starlette.requests import HTTPConnection
 
+from fastapi_authgate import AuthGate
 from fastapi_authgate.client_ip import ClientIPResolver, normalize_ip
 from fastapi_authgate.errors import ConfigurationError
+from fastapi_authgate.settings import AuthGateSettings
 
 
 def conn(peer: str | None, *headers: tuple[str, str]) -> HTTPConnection:
@@ -208,3 +210,13 @@ def _hops(header: str) -> list[ipaddress.IPv4Address | ipaddress.IPv6Address]:
         except ValueError:
             return []
     return hops
+
+
+@pytest.mark.parametrize("everything", ["0.0.0.0/0", "::/0"])
+def test_trusting_every_address_as_a_proxy_is_refused(everything: str) -> None:
+    """``0.0.0.0/0`` would believe ``X-Forwarded-For`` from any client: each hop is "trusted", so
+    the walk ends at the leftmost entry, which the client wrote, and every ``key="ip"`` limit and
+    reported IP becomes the client's choice."""
+    with pytest.raises(ConfigurationError, match=r"AUTHGATE_TRUSTED_PROXIES.*trusts every address"):
+        AuthGate.from_settings(AuthGateSettings(trusted_proxies=[everything]))
+    assert ClientIPResolver(["10.0.0.0/8", "::1"]).trusted_proxies == ("::1", "10.0.0.0/8")
