@@ -50,6 +50,7 @@ class _TiunByKey:
 
 @pytest.fixture
 def redis_prefix() -> Iterator[str]:
+    pytest.importorskip("redis", reason="the [redis] extra is not installed")
     if not redis_answers():
         pytest.skip(f"no Redis server answers on {REDIS_HOST}:{REDIS_PORT}")
     import redis
