@@ -50,10 +50,18 @@ def _auth_container(driver: Any, scheme: str) -> Any:
 def _execute_me(driver: Any) -> tuple[str, str]:
     """Run ``GET /api/me`` from its operation block; answers (status, response body text)."""
     block = driver.find_element(By.ID, "operations-default-me_api_me_get")
+    # the block renders after its summary is clicked, and "Execute" after "Try it out": wait for
+    # each rather than finding them at once (a slow machine renders after the first look)
+    WebDriverWait(driver, WAIT).until(
+        lambda d: block.find_elements(By.CSS_SELECTOR, "button.execute, button.try-out__btn")
+    )
     if not block.find_elements(By.CSS_SELECTOR, "button.execute"):
         try_out = block.find_elements(By.CSS_SELECTOR, "button.try-out__btn")
         if try_out and "Cancel" not in try_out[0].text:
             try_out[0].click()
+    WebDriverWait(driver, WAIT).until(
+        lambda d: block.find_elements(By.CSS_SELECTOR, "button.execute")
+    )
     for clear in block.find_elements(By.CSS_SELECTOR, "button.btn-clear"):
         clear.click()  # forget the previous answer so the wait below sees this call's own
     WebDriverWait(driver, WAIT).until(lambda d: not block.find_elements(By.CSS_SELECTOR, STATUS))
