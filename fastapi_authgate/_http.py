@@ -24,7 +24,14 @@ import httpx
 
 from fastapi_authgate.errors import ConfigurationError, ProviderError, ProviderResponseError
 
-__all__ = ["DEFAULT_MAX_BYTES", "build_client", "check_base_url", "fetch_json", "request_json"]
+__all__ = [
+    "DEFAULT_MAX_BYTES",
+    "build_client",
+    "check_base_url",
+    "fetch_json",
+    "is_this_machine",
+    "request_json",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -51,7 +58,7 @@ def check_base_url(url: str, variable: str) -> str:
         raise ConfigurationError(f"{variable} must be an http(s) URL with a host")
     if parts.query or parts.fragment or parts.username or parts.password:
         raise ConfigurationError(f"{variable} must not carry a query, fragment or credentials")
-    if parts.scheme == "http" and not _this_machine(host):
+    if parts.scheme == "http" and not is_this_machine(host):
         raise ConfigurationError(
             f"{variable} must use https (plain http is accepted for this machine only): "
             "keys and secrets must not cross the network in clear text"
@@ -59,7 +66,8 @@ def check_base_url(url: str, variable: str) -> str:
     return url.rstrip("/")
 
 
-def _this_machine(host: str) -> bool:
+def is_this_machine(host: str) -> bool:
+    """True for ``localhost``, a ``*.localhost`` name or a loopback address (lowercase host)."""
     if host == "localhost" or host.endswith(".localhost"):
         return True
     try:

@@ -161,9 +161,11 @@ def _parse_xff(value: str) -> list[str | None]:
 
 
 @lru_cache(maxsize=4096)
-def _group_v6(text: str, prefix: int) -> str:
+def _group_v6(text: str, prefix: int) -> tuple[str, str]:
+    """The network of an IPv6 address: as CIDR text, and as its first address (cached: both texts
+    are slow to build, and one caller sends many requests)."""
     network = ipaddress.IPv6Network((text, prefix), strict=False)
-    return str(network)
+    return str(network), str(network.network_address)
 
 
 class ClientIPResolver:
@@ -257,13 +259,7 @@ class ClientIPResolver:
 
     def key(self, conn: HTTPConnection) -> str:
         """The rate-limit key of the caller: :meth:`resolve`, with IPv6 grouped by network."""
-        text = self.resolve_scope(conn.scope)
-        if self._ipv6_prefix is None or ":" not in text:
-            return text
-        try:
-            return _group_v6(text, self._ipv6_prefix)
-        except ValueError:
-            return text
+        return self._grouped(conn, 0)
 
     def limit_address(self, conn: HTTPConnection) -> str:
         """:meth:`key` as one address, for a limiter elsewhere that counts by IP (Qyzar's).
@@ -272,11 +268,15 @@ class ClientIPResolver:
         address in ``2001:db8:1:2::/64``), so rotating the low bits buys no fresh bucket there
         either; other callers are :meth:`resolve`.
         """
+        return self._grouped(conn, 1)
+
+    def _grouped(self, conn: HTTPConnection, form: int) -> str:
+        """:meth:`resolve`, an IPv6 address replaced by its network in ``form`` (see _group_v6)."""
         text = self.resolve_scope(conn.scope)
         if self._ipv6_prefix is None or ":" not in text:
             return text
         try:
-            return str(ipaddress.IPv6Network((text, self._ipv6_prefix), strict=False)[0])
+            return _group_v6(text, self._ipv6_prefix)[form]
         except ValueError:
             return text
 

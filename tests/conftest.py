@@ -5,6 +5,7 @@ from __future__ import annotations
 import ipaddress
 import os
 import socket
+import uuid
 from collections.abc import Iterator
 from typing import Any
 
@@ -78,3 +79,23 @@ def loopback_only_network() -> Iterator[None]:
     yield
     socket.socket.connect = _real_connect  # type: ignore[method-assign]
     socket.socket.connect_ex = _real_connect_ex  # type: ignore[method-assign]
+
+
+@pytest.fixture
+def redis_prefix() -> Iterator[str]:
+    """A key prefix no other test uses; every key under it is deleted when the test ends."""
+    from tests.ratelimit.support import REDIS_HOST, REDIS_PORT, redis_answers
+
+    if not redis_answers():
+        pytest.skip(f"no Redis server answers on {REDIS_HOST}:{REDIS_PORT}")
+    redis = pytest.importorskip("redis", reason="the [redis] extra is not installed")
+
+    prefix = f"authgate-test:{uuid.uuid4().hex}:"
+    yield prefix
+    client = redis.Redis(host=REDIS_HOST, port=REDIS_PORT, socket_timeout=2)
+    try:
+        keys = list(client.scan_iter(match=prefix + "*", count=1000))
+        if keys:
+            client.delete(*keys)
+    finally:
+        client.close()

@@ -20,7 +20,6 @@ into an :class:`AuthContext`.
 
 from __future__ import annotations
 
-import ipaddress
 import logging
 import math
 import time
@@ -31,6 +30,7 @@ from urllib.parse import urlsplit
 import httpx
 
 from fastapi_authgate._claims import ClaimsPolicy, validate_claims
+from fastapi_authgate._http import is_this_machine
 from fastapi_authgate._jose import KeySet, check_algorithms, verify_signature
 from fastapi_authgate._jws import parse_compact, remember_header
 from fastapi_authgate._redact import fingerprint
@@ -351,13 +351,7 @@ def _plain_http_off_machine(url: str) -> bool:
     parts = urlsplit(url)
     if parts.scheme != "http":
         return False
-    host = (parts.hostname or "").lower()
-    if host == "localhost" or host.endswith(".localhost"):
-        return False
-    try:
-        return not ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return True
+    return not is_this_machine((parts.hostname or "").lower())
 
 
 def _media_type(typ: Any) -> str | None:

@@ -7,8 +7,7 @@ follows one rule: https, unless the host is this machine.
 
 from __future__ import annotations
 
-import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from typing import Any
 
 import httpx
@@ -24,7 +23,7 @@ from fastapi_authgate.settings import AuthGateSettings
 from fastapi_authgate.testing import FakeTiun
 from fastapi_authgate.verifiers.remote_store import RedisResultStore
 from tests.providers.qyzar_support import Served, qyzar, served_qyzar
-from tests.ratelimit.support import REDIS_HOST, REDIS_PORT, REDIS_URL, redis_answers
+from tests.ratelimit.support import REDIS_URL
 from tests.servers import serve
 
 __all__ = ["qyzar", "served_qyzar"]
@@ -46,24 +45,6 @@ class _TiunByKey:
                 key = value
         fake = self.fakes.get(key) or next(iter(self.fakes.values()))
         await fake.app(scope, receive, send)
-
-
-@pytest.fixture
-def redis_prefix() -> Iterator[str]:
-    pytest.importorskip("redis", reason="the [redis] extra is not installed")
-    if not redis_answers():
-        pytest.skip(f"no Redis server answers on {REDIS_HOST}:{REDIS_PORT}")
-    import redis
-
-    name = f"authgate-boundaries:{uuid.uuid4().hex}:"
-    yield name
-    client = redis.Redis(host=REDIS_HOST, port=REDIS_PORT, socket_timeout=2)
-    try:
-        keys = list(client.scan_iter(match=name + "*", count=1000))
-        if keys:
-            client.delete(*keys)
-    finally:
-        client.close()
 
 
 def _tiun_app(verifier: TiunVerifier) -> FastAPI:

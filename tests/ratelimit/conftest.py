@@ -2,33 +2,14 @@
 
 from __future__ import annotations
 
-import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 
 import pytest
 
 from fastapi_authgate.protocols import RateLimitStore
 from fastapi_authgate.ratelimit.memory_store import MemoryStore
 from tests.conftest import FixedClock
-from tests.ratelimit.support import REDIS_HOST, REDIS_PORT, REDIS_URL, redis_answers
-
-
-@pytest.fixture
-def redis_prefix() -> Iterator[str]:
-    """A key prefix no other test uses; every key under it is deleted when the test ends."""
-    if not redis_answers():
-        pytest.skip(f"no Redis server answers on {REDIS_HOST}:{REDIS_PORT}")
-    redis = pytest.importorskip("redis", reason="the [redis] extra is not installed")
-
-    prefix = f"authgate-test:{uuid.uuid4().hex}:"
-    yield prefix
-    client = redis.Redis(host=REDIS_HOST, port=REDIS_PORT, socket_timeout=2)
-    try:
-        keys = list(client.scan_iter(match=prefix + "*", count=1000))
-        if keys:
-            client.delete(*keys)
-    finally:
-        client.close()
+from tests.ratelimit.support import REDIS_URL
 
 
 @pytest.fixture(params=["memory", pytest.param("redis", marks=pytest.mark.redis)])

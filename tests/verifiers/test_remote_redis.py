@@ -5,8 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import socket
-import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from typing import Any
 
 import anyio
@@ -16,7 +15,7 @@ from fastapi_authgate.context import AuthContext
 from fastapi_authgate.verifiers.remote import RemoteVerificationCache
 from fastapi_authgate.verifiers.remote_store import RedisResultStore
 from tests.conftest import FixedClock
-from tests.ratelimit.support import REDIS_HOST, REDIS_PORT, REDIS_URL, redis_answers
+from tests.ratelimit.support import REDIS_URL
 from tests.verifiers.test_remote import TOKEN, Upstream, context
 
 aioredis = pytest.importorskip("redis.asyncio", reason="the [redis] extra is not installed")
@@ -25,21 +24,8 @@ pytestmark = [pytest.mark.anyio, pytest.mark.redis]
 
 
 @pytest.fixture
-def prefix() -> Iterator[str]:
-    """A key prefix no other test uses; every key under it is deleted when the test ends."""
-    if not redis_answers():
-        pytest.skip(f"no Redis server answers on {REDIS_HOST}:{REDIS_PORT}")
-    import redis
-
-    name = f"authgate-test:{uuid.uuid4().hex}:"
-    yield name
-    client = redis.Redis(host=REDIS_HOST, port=REDIS_PORT, socket_timeout=2)
-    try:
-        keys = list(client.scan_iter(match=name + "*", count=1000))
-        if keys:
-            client.delete(*keys)
-    finally:
-        client.close()
+def prefix(redis_prefix: str) -> str:
+    return redis_prefix
 
 
 @pytest.fixture
